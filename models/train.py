@@ -1,0 +1,76 @@
+"""CLI for training and exporting the codec's VAE.
+
+    python models/train.py train --data ../shared/data/train --stride 4 --out runs/vae-f4c4 --steps N --seed 0
+    python models/train.py train --out runs/vae-f4c4 --resume [--steps N]
+    python models/train.py export --ckpt runs/vae-f4c4/last.pt --out models/vae-f4c4/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from vaerans_ecs.training.export import export_checkpoint  # noqa: E402
+from vaerans_ecs.training.train import TrainConfig, load_checkpoint, train  # noqa: E402
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run the requested sub-command."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    tr = sub.add_parser("train", help="train or resume")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        val = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(val, list):
+            tr.add_argument(flag, type=_int_list, default=None, help="comma-separated ints")
+        elif isinstance(val, tuple):
+            tr.add_argument(flag, type=lambda t: tuple(float(v) for v in t.split(",")), default=None)
+        else:
+            tr.add_argument(flag, type=type(val), default=None, help=f"default {val}")
+    tr.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    ex = sub.add_parser("export", help="export a checkpoint to encoder.onnx/decoder.onnx")
+    ex.add_argument("--ckpt", required=True)
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--raw", action="store_true", help="export raw weights instead of the EMA")
+    ex.add_argument("--step-min", type=float, default=None)
+    ex.add_argument("--step-max", type=float, default=None)
+    args = parser.parse_args(argv)
+
+    if args.cmd == "train":
+        given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+        out = Path(given.get("out", TrainConfig.out))
+        if args.resume and (out / "last.pt").exists():
+            # Options not given again on the command line come from the checkpoint.
+            saved = dict(load_checkpoint(out / "last.pt")["train_config"])  # type: ignore[arg-type]
+            saved["lr_drops"] = tuple(saved["lr_drops"])
+            given = {**saved, **given}
+        if "data" not in given:
+            given["data"] = str(REPO / TrainConfig.data)
+        cfg = TrainConfig(**given)
+        if Path(cfg.data).resolve().name == "kodak":
+            parser.error("refusing to train on the Kodak evaluation set")
+        train(cfg, resume=args.resume)
+    else:
+        meta = export_checkpoint(
+            args.ckpt, args.out, use_ema=not args.raw, step_min=args.step_min, step_max=args.step_max
+        )
+        for k, v in meta.items():
+            print(f"{k} = {v}")
+        print(f"wrote {args.out}/encoder.onnx and decoder.onnx (ONNX == torch checked)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""The model registry: ONNX metadata, TOML overrides, defaults, the "default" alias, fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.synthetic_vae import build_synthetic_vae
+from vaerans_ecs import models
+from vaerans_ecs.config import CodecConfig, Config, get_config, load_config, set_config
+from vaerans_ecs.errors import ModelError
+from vaerans_ecs.models import (
+    DEFAULT_MODEL,
+    ModelSpec,
+    builtin_model_dirs,
+    get_model,
+    list_models,
+    model_names,
+    register_model,
+    resolve_default,
+    unregister_model,
+)
+
+
+@pytest.fixture
+def config() -> Iterator[Callable[[Config], None]]:
+    """Install a Config for one test, restoring the previous one afterwards."""
+    saved = get_config()
+    yield set_config
+    set_config(saved)
+
+
+@pytest.fixture
+def builtins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., dict[str, Path]]:
+    """Replace the built-in models by synthetic ones named as given."""
+
+    def make(*names: str) -> dict[str, Path]:
+        found = {}
+        for name in names:
+            build_synthetic_vae(tmp_path / "builtin" / name, model_name=name)
+            found[name] = tmp_path / "builtin" / name
+        monkeypatch.setattr(models, "builtin_model_dirs", lambda: dict(sorted(found.items())))
+        return found
+
+    return make
+
+
+def test_metadata_from_onnx(synthetic_model: ModelSpec) -> None:
+    spec = get_model("synthetic-s8")
+    assert spec is synthetic_model
+    assert spec.stride == 8 and spec.latent_channels == 4
+    assert spec.input_range == (0.0, 1.0)
+    assert spec.latent_scale == pytest.approx(3.5 / (0.5 * 192**0.5))
+    assert spec.latent_shift == 0.0
+    assert (spec.step_min, spec.step_max) == (0.05, 2.0)
+    assert spec.model_name == "synthetic-s8" and "stride 8" in spec.recipe
+    assert spec.source == "registered"
+    assert spec.metadata["vaerans.role"] == "decoder"
+    info = spec.describe()
+    assert info["fingerprint"] == spec.fingerprint and info["decoder"] == str(spec.decoder)
+
+
+def test_defaults_without_metadata(tmp_path: Path) -> None:
+    enc, dec = build_synthetic_vae(tmp_path, metadata=False)
+    spec = register_model("bare", encoder=enc, decoder=dec)
+    try:
+        assert (spec.stride, spec.input_range, spec.latent_scale, spec.latent_shift) == (8, (0.0, 1.0), 1.0, 0.0)
+        assert (spec.step_min, spec.step_max) == (0.05, 4.0)
+        assert spec.recipe == "" and spec.metadata == {}
+    finally:
+        unregister_model("bare")
+
+
+def test_register_overrides_and_folder(tmp_path: Path) -> None:
+    build_synthetic_vae(tmp_path / "m", stride=4)
+    spec = register_model("folder-model", tmp_path / "m", step_min=0.1, input_range=(-1, 1), description="x")
+    try:
+        assert spec.stride == 4 and spec.step_min == 0.1 and spec.input_range == (-1.0, 1.0)
+        assert spec.description == "x"
+        with pytest.raises(ModelError, match="already registered"):
+            register_model("folder-model", tmp_path / "m", step_min=0.2)
+        assert register_model("folder-model", tmp_path / "m", step_min=0.1, input_range=(-1, 1), description="x")
+        replaced = register_model("folder-model", tmp_path / "m", step_min=0.2, replace_existing=True)
+        assert get_model("folder-model") is replaced
+        with pytest.raises(ModelError, match="unknown metadata override"):
+            register_model("other", tmp_path / "m", strid=4)
+        with pytest.raises(ModelError, match="needs encoder"):
+            register_model("other", encoder=tmp_path / "m" / "encoder.onnx")
+        with pytest.raises(ModelError, match="alias"):
+            register_model("default", tmp_path / "m")
+    finally:
+        unregister_model("folder-model")
+
+
+def test_toml_overrides_win(tmp_path: Path, config: Callable[[Config], None]) -> None:
+    build_synthetic_vae(tmp_path / "files", stride=8, step_min=0.05)
+    toml = tmp_path / "vaerans_ecs.toml"
+    toml.write_text(
+        "[models.from-toml]\n"
+        'encoder = "files/encoder.onnx"\n'
+        'decoder = "files/decoder.onnx"\n'
+        "step_min = 0.25\n"
+        "latent_scale = 2.0\n"
+        "input_range = [0.0, 1.0]\n"
+        'description = "configured"\n'
+    )
+    config(load_config(toml))
+    spec = get_model("from-toml")
+    assert spec.step_min == 0.25 and spec.latent_scale == 2.0 and spec.step_max == 2.0  # step_max from ONNX
+    assert spec.description == "configured"
+    assert spec.source == str(toml.resolve())
+    assert spec.encoder == (tmp_path / "files" / "encoder.onnx").resolve()
+    assert model_names()["from-toml"] == str(toml.resolve())
+
+
+def test_invalid_metadata(tmp_path: Path) -> None:
+    enc, dec = build_synthetic_vae(tmp_path / "a", extra_metadata={"vaerans.stride": "eight"})
+    with pytest.raises(ModelError, match=r"vaerans\.stride='eight' is invalid"):
+        register_model("bad", encoder=enc, decoder=dec)
+    enc, dec = build_synthetic_vae(tmp_path / "b", extra_metadata={"vaerans.latent_channels": "3"})
+    with pytest.raises(ModelError, match="4 latent channels"):
+        register_model("bad", encoder=enc, decoder=dec)
+    enc, dec = build_synthetic_vae(tmp_path / "c", extra_metadata={"vaerans.input_range": "1,0"})
+    with pytest.raises(ModelError, match="input_range"):
+        register_model("bad", encoder=enc, decoder=dec)
+    enc, dec = build_synthetic_vae(tmp_path / "d")
+    with pytest.raises(ModelError, match="swapped"):
+        register_model("bad", encoder=dec, decoder=enc)
+    with pytest.raises(ModelError, match="does not exist"):
+        register_model("bad", encoder=enc, decoder=tmp_path / "nope.onnx")
+    assert "bad" not in model_names()
+
+
+def test_fingerprint(synthetic_model: ModelSpec) -> None:
+    expected = hashlib.sha256(synthetic_model.decoder.read_bytes()).hexdigest()[:16]
+    assert synthetic_model.fingerprint == expected
+    assert synthetic_model.matches(expected) and not synthetic_model.matches("0" * 16)
+    synthetic_model.check_fingerprint(expected)
+    synthetic_model.check_fingerprint("")  # nothing recorded: nothing to check
+    with pytest.raises(ModelError, match="fingerprint 0000000000000000"):
+        synthetic_model.check_fingerprint("0" * 16)
+
+
+def test_fingerprint_differs_between_models(synthetic_model: ModelSpec, synthetic_model_s4: ModelSpec) -> None:
+    assert synthetic_model.fingerprint != synthetic_model_s4.fingerprint
+    assert len(synthetic_model_s4.fingerprint) == 16
+
+
+def test_unknown_model_error(synthetic_model: ModelSpec) -> None:
+    with pytest.raises(ModelError) as info:
+        get_model("no-such-model")
+    msg = str(info.value)
+    assert "unknown model 'no-such-model'" in msg
+    assert "synthetic-s8 (registered)" in msg
+    assert "[models.no-such-model]" in msg and "encoder =" in msg
+
+
+def test_default_alias(
+    builtins: Callable[..., dict[str, Path]], config: Callable[[Config], None], synthetic_model: ModelSpec
+) -> None:
+    config(Config())
+    builtins("aaa", DEFAULT_MODEL, "zzz")
+    assert resolve_default() == DEFAULT_MODEL
+    spec = get_model("default")
+    assert spec.name == DEFAULT_MODEL and spec.source == "builtin"
+    assert get_model() == spec
+
+    builtins("bbb", "aaa")
+    assert get_model("default").name == "aaa"  # no DEFAULT_MODEL: first built-in by name
+
+    config(Config(codec=CodecConfig(model="synthetic-s8")))
+    assert get_model("default") is synthetic_model  # [codec] model wins
+
+    config(Config())
+    builtins()
+    with pytest.raises(ModelError, match="no default model"):
+        get_model("default")
+
+
+def test_builtin_discovery(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    build_synthetic_vae(root / "tiny")
+    (root / "half").mkdir()
+    (root / "half" / "encoder.onnx").write_bytes(b"")
+    (root / "train.py").write_text("")
+    monkeypatch.setattr(importlib.resources, "files", lambda name: root)
+    assert builtin_model_dirs() == {"tiny": root / "tiny"}
+
+    def missing(name: str) -> Path:
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(importlib.resources, "files", missing)  # source checkout: <repo>/models
+    for name, folder in builtin_model_dirs().items():
+        assert folder.parent == Path(models.__file__).resolve().parents[1] / "models"
+        assert (folder / "decoder.onnx").is_file(), name
+
+
+def test_folder_path_as_name(tmp_path: Path) -> None:
+    build_synthetic_vae(tmp_path / "direct", stride=4)
+    by_str = get_model(str(tmp_path / "direct"))
+    by_path = get_model(tmp_path / "direct")
+    assert by_str == by_path
+    assert by_str.source == "path" and by_str.stride == 4 and by_str.name == str((tmp_path / "direct").resolve())
+    with pytest.raises(ModelError, match="does not exist"):
+        get_model(tmp_path / "nowhere")
+
+
+def test_list_models_skips_broken(
+    synthetic_model: ModelSpec, tmp_path: Path, builtins: Callable[..., dict[str, Path]]
+) -> None:
+    found = builtins("good", "broken")
+    shutil.copy(found["good"] / "decoder.onnx", found["broken"] / "encoder.onnx")  # a swapped role
+    names = [m.name for m in list_models()]
+    assert "synthetic-s8" in names and "good" in names and "broken" not in names
+    assert names == sorted(names)

@@ -1,0 +1,580 @@
+"""The ``vaerans`` command line (also ``python -m vaerans_ecs``).
+
+::
+
+    vaerans compress IN... [-o OUT | --out-dir DIR] [-q Q | --target-bpp B] [--model NAME] [--force]
+    vaerans decompress IN... [-o OUT | --out-dir DIR] [--format FMT] [--force]
+    vaerans info FILE... [--json]
+    vaerans batch JOB.toml [--workers N] [--executor local|dask] [--scheduler ADDR] [--overwrite]
+    vaerans models [--json]
+    vaerans eval ...            (arguments go to vaerans_ecs.eval)
+
+Exit status: 0 when everything worked, 1 when some input failed (one ``error: FILE: message``
+line each on stderr; ``-v`` adds the traceback), 2 for usage errors (bad options, bad job file).
+``-`` as the only input reads stdin, ``-o -`` writes stdout. Outputs are written atomically; an
+input is never overwritten and an existing output only with ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from vaerans_ecs.errors import ConfigError, ModelError, VaeransError
+
+__all__ = ["main"]
+
+log = logging.getLogger("vaerans_ecs")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _UsageError(Exception):
+    """A command-line mistake found after parsing (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` returns its status."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _quality(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"quality must be in [1, 100], got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from vaerans_ecs import __version__
+
+    try:
+        ort = version("onnxruntime")
+    except PackageNotFoundError:
+        ort = "not installed"
+    py = ".".join(str(p) for p in sys.version_info[:3])
+    return f"vaerans {__version__} (onnxruntime {ort}, Python {py})"
+
+
+def _build_parser() -> _Parser:
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging; tracebacks for errors")
+
+    parser = _Parser(
+        prog="vaerans",
+        description="Learned image compression: ONNX VAE + Hadamard + wavelet + uint8 quantizer + rANS.",
+        epilog="Exit status: 0 ok, 1 some inputs failed, 2 usage error. 'vaerans COMMAND --help' for details.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser(
+        "compress", parents=[common], help="compress images to .vae streams",
+        description="Compress images (any format Pillow reads) to .vae streams. Default output: the input "
+        "with a .vae suffix, next to it.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files ('-' = stdin)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="OUT", help="output file (one input only; '-' = stdout)")
+    where.add_argument("--out-dir", metavar="DIR", help="write IN's stem + .vae into DIR")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("-q", "--quality", type=_quality, metavar="Q", help="quality 1..100 (default: [codec] quality)")
+    rate.add_argument("--target-bpp", type=_positive_float, metavar="B", help="aim at B bits per pixel (within 5%%)")
+    p.add_argument("--model", default="default", metavar="NAME", help="model name or folder (see 'vaerans models')")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs (never inputs)")
+    p.set_defaults(func=_cmd_compress)
+
+    p = sub.add_parser(
+        "decompress", parents=[common], help="decode .vae streams to images",
+        description="Decode .vae streams. The output format follows the output's extension (any format "
+        "Pillow writes); default: the input with a .png suffix, next to it.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IN", help=".vae files ('-' = stdin)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", metavar="OUT", help="output file (one input only; '-' = stdout)")
+    where.add_argument("--out-dir", metavar="DIR", help="write IN's stem + extension into DIR")
+    p.add_argument("--format", metavar="FMT", help="output format when not given by -o's extension (default png)")
+    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs (never inputs)")
+    p.set_defaults(func=_cmd_decompress)
+
+    p = sub.add_parser(
+        "info", parents=[common], help="describe .vae streams without decoding them",
+        description="Print what a stream's header says: size, sections, bpp, model, pipeline.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "batch", parents=[common], help="run a TOML batch job ([job] table)",
+        description="Run the [job] table of a TOML file (see examples/batch_job.toml). A job started again "
+        "skips the files it already finished. Options override the file's keys.",
+    )
+    p.add_argument("job", metavar="JOB.toml")
+    p.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes / tasks in flight")
+    p.add_argument("--executor", choices=("local", "dask"), help="process pool (local) or dask.distributed")
+    p.add_argument("--scheduler", metavar="ADDR", help="dask scheduler address (default: a LocalCluster)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace existing outputs (never inputs)")
+    p.add_argument("--restart", action="store_true", help="ignore what earlier runs of this job finished")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_cmd_batch)
+
+    p = sub.add_parser(
+        "models", parents=[common], help="list the models that can be used",
+        description="List every known model: name, decoder fingerprint, stride and where it comes from "
+        "(builtin, a config file, registered, path). '*' marks the one 'default' stands for.",
+    )
+    p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.set_defaults(func=_cmd_models)
+
+    sub.add_parser(
+        "eval", help="rate-distortion evaluation (vaerans_ecs.eval; 'vaerans eval --help')", add_help=False
+    )
+    return parser
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger("vaerans_ecs")
+    for old in list(root.handlers):
+        if getattr(old, "_vaerans_cli", False):
+            root.removeHandler(old)
+    handler._vaerans_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.ERROR, "error")
+    logging.addLevelName(logging.INFO, "info")
+    logging.addLevelName(logging.DEBUG, "debug")
+
+
+class _Reporter:
+    """Counts failures and prints one ``error: FILE: message`` line each."""
+
+    def __init__(self, verbose: int) -> None:
+        self.verbose = verbose
+        self.failed = 0
+
+    def error(self, name: str, exc: BaseException | str) -> None:
+        self.failed += 1
+        if isinstance(exc, BaseException):
+            message = _message(exc)
+            if self.verbose:
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        else:
+            message = exc
+        print(f"error: {name}: {message}", file=sys.stderr)
+
+    @property
+    def status(self) -> int:
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, VaeransError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _read_input(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    return Path(name).read_bytes()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _plan_outputs(args: argparse.Namespace, ext: str) -> list[Path | None]:
+    """Output path per input (None = stdout); usage errors raise _UsageError."""
+    inputs: list[str] = args.inputs
+    if "-" in inputs and len(inputs) > 1:
+        raise _UsageError(f"vaerans {args.command}: '-' (stdin) must be the only input")
+    if args.output is not None:
+        if len(inputs) > 1:
+            raise _UsageError(f"vaerans {args.command}: -o/--output takes one input; use --out-dir for several")
+        return [None if args.output == "-" else Path(args.output)]
+    if inputs == ["-"]:
+        raise _UsageError(f"vaerans {args.command}: reading stdin needs -o OUT (or -o - for stdout)")
+    if args.out_dir is not None:
+        return [Path(args.out_dir) / (Path(name).stem + ext) for name in inputs]
+    return [Path(name).with_suffix(ext) for name in inputs]
+
+
+def _run_files(
+    args: argparse.Namespace,
+    outputs: Sequence[Path | None],
+    work: Callable[[int, bytes], tuple[bytes, str]],
+) -> int:
+    """Read each input, ``work`` it into output bytes, write them (guarding inputs and existing outputs)."""
+    from vaerans_ecs.batch import write_atomic
+
+    report = _Reporter(args.verbose)
+    inputs = [Path(n) for n in args.inputs if n != "-"]
+    claimed: dict[Path, str] = {}
+    for index, (name, out) in enumerate(zip(args.inputs, outputs, strict=True)):
+        try:
+            if out is not None:
+                if any(_same_file(out, inp) for inp in inputs):
+                    report.error(name, f"refusing to overwrite the input file {out}")
+                    continue
+                key = out.resolve()
+                if key in claimed:
+                    report.error(name, f"output {out} is also the output of {claimed[key]}")
+                    continue
+                claimed[key] = name
+                if out.exists() and not args.force:
+                    report.error(name, f"{out} exists (use --force to overwrite it)")
+                    continue
+            data = _read_input(name)
+            result, note = work(index, data)
+            if out is None:
+                sys.stdout.buffer.write(result)
+                sys.stdout.flush()
+            else:
+                write_atomic(out, result)
+                print(f"{name} -> {out} ({note})")
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            report.error(name, exc)
+    return report.status
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from vaerans_ecs import api
+    from vaerans_ecs.batch import image_from_bytes
+    from vaerans_ecs.models import get_model
+
+    outputs = _plan_outputs(args, ".vae")
+    try:
+        model = get_model(args.model).name
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+    def work(index: int, data: bytes) -> tuple[bytes, str]:
+        image = image_from_bytes(data)
+        stream = api.compress(image, args.quality, model, target_bpp=args.target_bpp)
+        bpp = len(stream) * 8 / (image.shape[0] * image.shape[1])
+        return stream, f"{image.shape[1]}x{image.shape[0]}, {len(stream)} bytes, {bpp:.4f} bpp"
+
+    return _run_files(args, outputs, work)
+
+
+def _cmd_decompress(args: argparse.Namespace) -> int:
+    from vaerans_ecs import api
+    from vaerans_ecs.batch import image_to_bytes, pillow_save_format
+
+    try:
+        default_fmt, ext = pillow_save_format(args.format or "png")
+    except VaeransError as exc:
+        raise _UsageError(f"vaerans decompress: --format: {exc}") from None
+    outputs = _plan_outputs(args, ext)
+    formats: list[str] = []
+    for out in outputs:
+        if out is None or args.format:
+            formats.append(default_fmt)
+            continue
+        try:
+            formats.append(pillow_save_format(out.suffix)[0] if out.suffix else default_fmt)
+        except VaeransError as exc:
+            raise _UsageError(f"vaerans decompress: {out}: {exc}") from None
+
+    def work(index: int, data: bytes) -> tuple[bytes, str]:
+        image = api.decompress(data)
+        return image_to_bytes(image, formats[index]), f"{image.shape[1]}x{image.shape[0]} {formats[index]}"
+
+    return _run_files(args, outputs, work)
+
+
+def _pipeline_text(pipeline: Sequence[Any]) -> str:
+    parts = []
+    for system in pipeline:
+        cfg = system.get_config()
+        fields = ", ".join(f"{k}={cfg[k]!r}" for k in system.stream_field_names() if k in cfg)
+        parts.append(f"{system.name}({fields})" if fields else system.name)
+    return " | ".join(parts)
+
+
+def _model_status(name: str, fingerprint: str) -> str:
+    from vaerans_ecs.models import get_model
+
+    if not name:
+        return "no model"
+    try:
+        spec = get_model(name)
+    except ModelError:
+        return "not installed here: 'vaerans models' lists what is"
+    if fingerprint and spec.fingerprint != fingerprint:
+        return f"installed with another decoder (fingerprint {spec.fingerprint}): cannot decode"
+    return f"installed ({spec.source})"
+
+
+def _describe(path: str, data: bytes) -> dict[str, Any]:
+    from vaerans_ecs import api
+
+    info = api.inspect(data)
+    h = info.header
+    model = ""
+    for system in h.pipeline:
+        cfg = system.get_config()
+        if "model" in cfg and system.name.lower().startswith("onnxvae"):
+            model = str(cfg["model"])
+    fingerprint = h.fingerprint.hex()
+    return {
+        "file": path,
+        "width": h.width,
+        "height": h.height,
+        "version": h.version,
+        "total_bytes": info.total_bytes,
+        "header_bytes": info.total_bytes - info.quant_bytes - info.payload_bytes,
+        "quant_bytes": info.quant_bytes,
+        "payload_bytes": info.payload_bytes,
+        "bpp": info.bpp,
+        "model": model,
+        "fingerprint": fingerprint,
+        "model_status": _model_status(model, fingerprint),
+        "latent": [h.channels, h.plane_h, h.plane_w],
+        "pipeline": [s.get_config() for s in h.pipeline],
+        "pipeline_text": _pipeline_text(h.pipeline),
+    }
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    report = _Reporter(args.verbose)
+    described = []
+    for name in args.files:
+        try:
+            described.append(_describe(name, _read_input(name)))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            report.error(name, exc)
+    if args.json:
+        json.dump(described, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return report.status
+    for d in described:
+        print(d["file"])
+        print(f"  image     {d['width']} x {d['height']} ({d['width'] * d['height']} pixels)")
+        print(f"  size      {d['total_bytes']} bytes, {d['bpp']:.4f} bpp")
+        print(
+            f"  sections  header {d['header_bytes']} B, quantizer {d['quant_bytes']} B, "
+            f"payload {d['payload_bytes']} B"
+        )
+        print(f"  stream    version {d['version']}, latent {d['latent'][0]} x {d['latent'][1]} x {d['latent'][2]}")
+        print(f"  model     {d['model'] or '-'} (fingerprint {d['fingerprint'] or '-'}): {d['model_status']}")
+        print(f"  pipeline  {d['pipeline_text']}")
+    return report.status
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from vaerans_ecs.models import list_models, resolve_default
+
+    specs = list_models()
+    try:
+        default = resolve_default()
+    except ModelError:
+        default = ""
+    if args.json:
+        rows = [{**spec.describe(), "default": spec.name == default} for spec in specs]
+        json.dump(rows, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    if not specs:
+        print(
+            "no models: add a [models.NAME] section (encoder = ..., decoder = ...) to vaerans_ecs.toml, "
+            "or reinstall vaerans_ecs to get the built-in models",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    rows_text = [("NAME", "FINGERPRINT", "STRIDE", "SOURCE", "FILES")]
+    for spec in specs:
+        same = spec.encoder.parent == spec.decoder.parent
+        files = str(spec.encoder.parent) if same else f"{spec.encoder}, {spec.decoder}"
+        mark = " *" if spec.name == default else ""
+        rows_text.append((spec.name + mark, spec.fingerprint, str(spec.stride), spec.source, files))
+    widths = [max(len(r[i]) for r in rows_text) for i in range(4)]
+    for row in rows_text:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+    if default:
+        print(f"* = the model 'default' stands for ({default})")
+    return EXIT_OK
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from vaerans_ecs.batch import ProgressBar, load_job, run_job
+
+    try:
+        job, cfg = load_job(args.job)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    updates: dict[str, Any] = {}
+    for key in ("workers", "executor", "scheduler", "overwrite"):
+        value = getattr(args, key)
+        if value is not None:
+            updates[key] = value
+    if updates:
+        job = job.model_copy(update=updates)
+    bar = None if args.no_progress else ProgressBar(sys.stderr)
+    try:
+        report = run_job(job, config=cfg, on_progress=bar, restart=args.restart)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print("interrupted: run the same job again to finish it (finished files are skipped)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConfigError as exc:
+        print(f"error: {args.job}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except VaeransError as exc:
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(f"error: {args.job}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for result in report.files:
+        if result.status == "error":
+            print(f"error: {result.input}: {result.error}", file=sys.stderr)
+            if args.verbose and result.traceback:
+                print(result.traceback.rstrip(), file=sys.stderr)
+    for pattern in report.unmatched:
+        print(f"warning: {pattern} matched no file", file=sys.stderr)
+    if not report.files:
+        print(f"error: {args.job}: no input files", file=sys.stderr)
+        return EXIT_FAILED
+    print(report.summary())
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def _cmd_eval(argv: list[str], verbose: int) -> int:
+    try:
+        import importlib
+
+        evaluation = importlib.import_module("vaerans_ecs.eval")
+        entry: Callable[[list[str]], int] = evaluation.main
+    except ImportError as exc:
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(
+            f"error: 'vaerans eval' is not available: {exc}. It needs the evaluation extra: "
+            "python -m pip install 'vaerans_ecs[eval]'",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except AttributeError:
+        print("error: 'vaerans eval' is not available in this installation (vaerans_ecs.eval has no main)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    status = entry(argv)
+    return int(status or 0)
+
+
+def _split_eval(argv: list[str]) -> tuple[list[str], int] | None:
+    """``(eval_args, verbosity)`` when the command is ``eval`` (everything after it goes to eval)."""
+    verbose = 0
+    for i, arg in enumerate(argv):
+        if arg == "eval":
+            return argv[i + 1 :], verbose
+        if arg in ("-v", "--verbose"):
+            verbose += 1
+        elif arg.startswith("-v") and set(arg[1:]) == {"v"}:
+            verbose += len(arg) - 1
+        else:
+            return None
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    try:
+        split = _split_eval(args_list)
+        if split is not None:
+            _setup_logging(split[1])
+            return _cmd_eval(*split)
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # --help and --version
+            return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        _setup_logging(args.verbose)
+        status: int = args.func(args)
+        return status
+    except _UsageError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. 'vaerans info x.vae | head'
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

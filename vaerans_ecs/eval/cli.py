@@ -1,0 +1,102 @@
+"""``vaerans eval`` / ``python -m vaerans_ecs.eval``: command-line front end of the harness."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from vaerans_ecs.errors import VaeransError
+
+__all__ = ["DEFAULT_CODECS", "build_parser", "main", "parse_qualities"]
+
+DEFAULT_CODECS = "vaerans,jpeg,webp,avif,jxl"
+
+
+def parse_qualities(items: list[str] | None) -> dict[str, list[float]]:
+    """``["10,20"]`` -> ``{"": [10, 20]}``; ``["jpeg=5,10", "vaerans:coder=range=20,50"]`` per codec.
+
+    The codec key is everything before the last ``=`` (so labels with options work).
+    """
+    out: dict[str, list[float]] = {}
+    for item in items or []:
+        key, sep, values = item.rpartition("=")
+        if not sep:
+            key, values = "", item
+        try:
+            grid = [float(v) for v in values.replace(" ", ",").split(",") if v]
+        except ValueError:
+            raise VaeransError(f"--qualities {item!r}: expected numbers like 10,20,30 or CODEC=10,20") from None
+        if not grid:
+            raise VaeransError(f"--qualities {item!r}: no values")
+        out[key.strip().lower() if key and ":" not in key else key.strip()] = grid
+    return out
+
+
+def build_parser(prog: str = "vaerans eval") -> argparse.ArgumentParser:
+    """The argument parser (shared with the ``vaerans`` CLI)."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Rate-distortion and speed evaluation of vaerans pipelines against Pillow codecs.",
+        epilog=(
+            "Codecs: vaerans[:model=M][:wavelet=cdf53|haar|none][:levels=N][:coder=rans|range|zlib|lzma], "
+            "jpeg, webp, avif, jxl (extra Pillow save options as :key=value). Outputs in --out: results.json, "
+            "results.csv, rd_psnr.png, rd_msssim.png, summary.md."
+        ),
+    )
+    p.add_argument("--data", required=True, type=Path, help="folder of images (png, ppm, jpg, ...)")
+    p.add_argument("--codecs", default=DEFAULT_CODECS, help=f"comma-separated codec specs (default {DEFAULT_CODECS})")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images (by name)")
+    p.add_argument(
+        "--qualities",
+        action="append",
+        default=None,
+        metavar="[CODEC=]Q1,Q2,...",
+        help="quality grid for every codec, or for one codec label/family (repeatable)",
+    )
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per point; medians are reported (default 1)")
+    p.add_argument("--macs-size", type=int, default=512, help="image side for counting model MACs (default 512)")
+    p.add_argument("--no-warmup", action="store_true", help="do not run each codec once untimed first")
+    p.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the evaluation; returns the process exit status (0 ok, 2 usage or data error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from vaerans_ecs.eval.harness import EvalConfig, run_eval
+    from vaerans_ecs.eval.report import write_report
+
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be >= 1")
+    t0 = time.perf_counter()
+    try:
+        cfg = EvalConfig(
+            data=args.data,
+            codecs=[c for c in args.codecs.split(",") if c.strip()],
+            out=args.out,
+            limit=args.limit,
+            qualities=parse_qualities(args.qualities),
+            repeats=args.repeats,
+            macs_size=args.macs_size,
+            progress=not args.quiet,
+            warmup=not args.no_warmup,
+        )
+        payload = run_eval(cfg)
+        if not payload["results"]:
+            print("error: no codec could run (see the messages above)", file=sys.stderr)
+            return 2
+        files = write_report(payload, args.out, plots=not args.no_plots)
+    except VaeransError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in files.values():
+        print(f"wrote {path}")
+    print(f"evaluated {len(payload['meta']['images'])} images in {time.perf_counter() - t0:.1f} s")
+    return 0

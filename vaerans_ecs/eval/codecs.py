@@ -1,0 +1,379 @@
+"""Codecs the evaluation harness compares: vaerans pipelines and Pillow baselines.
+
+A codec is named by a spec string ``family[:key=value[:key=value...]]``:
+
+``vaerans``
+    Our pipeline through :func:`vaerans_ecs.api.encode_entities` (``OnnxVAEEncode | Hadamard4 |
+    wavelet | QuantizeU8 | ANSEncode``) and the stream decoder of :mod:`vaerans_ecs.api`. Options:
+    ``model`` (name or folder, default ``default``), ``wavelet`` (cdf53, haar, none), ``levels``,
+    ``coder`` (a registered entropy coder: rans, range, zlib, lzma, ...); unset options come from
+    the configuration, as for :func:`vaerans_ecs.compress`. Setting: quality 1-100. Per-stage
+    timings are measured on every system run (see :class:`StageTimer`).
+``jpeg``, ``webp``, ``avif``, ``jxl``
+    Pillow encoders (AVIF: Pillow's built-in plugin when ``features.check("avif")``; JPEG XL: the
+    ``pillow-jxl-plugin`` package). Setting: the encoder's ``quality``. Other options are passed to
+    ``Image.save`` (numbers converted), e.g. ``webp:method=6``, ``avif:speed=4``, ``jxl:effort=7``,
+    ``jpeg:subsampling=0``. JPEG defaults to ``optimize=True`` (optimised Huffman tables).
+
+:meth:`Codec.unavailable` says why a codec cannot run here (None when it can); the harness skips
+such codecs with that message.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from vaerans_ecs.core.arena import Arena
+from vaerans_ecs.core.system import System
+from vaerans_ecs.core.world import World
+from vaerans_ecs.errors import VaeransError
+
+__all__ = [
+    "DEFAULT_GRIDS",
+    "AvifCodec",
+    "Codec",
+    "JpegCodec",
+    "JxlCodec",
+    "PillowCodec",
+    "StageTimer",
+    "VaeransCodec",
+    "WebpCodec",
+    "parse_codec",
+]
+
+U8Image = npt.NDArray[np.uint8]
+
+#: Default quality grids: 8 points each, spanning about 0.05-1.2 bpp on Kodak (dense enough for BD-rate).
+DEFAULT_GRIDS: dict[str, tuple[float, ...]] = {
+    "vaerans": (1, 10, 25, 40, 55, 70, 85, 100),
+    "jpeg": (3, 5, 8, 12, 20, 30, 45, 65),
+    "webp": (0, 5, 15, 30, 45, 60, 75, 85),
+    "avif": (5, 15, 25, 35, 45, 55, 65, 72),
+    "jxl": (5, 15, 30, 45, 60, 72, 82, 90),
+}
+
+
+class Codec(ABC):
+    """One codec configuration; ``label`` names it in results (the spec string)."""
+
+    family: ClassVar[str]
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def default_settings(self) -> tuple[float, ...]:
+        """Quality values tried when the user gives none."""
+        return DEFAULT_GRIDS[self.family]
+
+    def unavailable(self) -> str | None:
+        """Why this codec cannot run here, or None."""
+        return None
+
+    def describe(self) -> str:
+        """One line on what runs (library, options)."""
+        return self.label
+
+    @abstractmethod
+    def encode(self, img: U8Image, quality: float) -> tuple[bytes, dict[str, float]]:
+        """Compress; returns the bytes and per-stage seconds (may be empty)."""
+
+    @abstractmethod
+    def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
+        """Decompress to HxWx3 uint8; returns the image and per-stage seconds (may be empty)."""
+
+    def models(self) -> list[Any]:
+        """ModelSpecs this codec runs (for the MACs table)."""
+        return []
+
+
+# ----------------------------------------------------------------------------------------------
+# vaerans
+# ----------------------------------------------------------------------------------------------
+class StageTimer(World):
+    """A World that times every system a Pipe runs on it.
+
+    ``Pipe.run`` calls ``world.record(eids, system)`` right after ``system.run``; the time since
+    the previous mark (``start()`` or the previous record) is charged to that system's name.
+    The mark also covers building the Pipe, a few microseconds.
+    """
+
+    def __init__(self, arena: Arena | None = None) -> None:
+        super().__init__(arena)
+        self.stages: dict[str, float] = {}
+        self._mark = time.perf_counter()
+
+    def start(self) -> None:
+        """Forget earlier timings and set the mark to now."""
+        self.stages = {}
+        self._mark = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        """Charge the time since the mark to ``name`` (for work outside systems)."""
+        now = time.perf_counter()
+        self.stages[name] = self.stages.get(name, 0.0) + now - self._mark
+        self._mark = now
+
+    def record(self, eids: Sequence[int], system: System) -> None:
+        super().record(eids, system)
+        self.lap(system.name)
+
+
+def _new_world() -> StageTimer:
+    from vaerans_ecs.config import get_config
+
+    cfg = get_config()
+    mib = 1 << 20
+    return StageTimer(Arena(cfg.arena.capacity_mb * mib, cfg.arena.max_capacity_mb * mib))
+
+
+class VaeransCodec(Codec):
+    """Our pipeline; options ``model``, ``wavelet``, ``levels``, ``coder`` (see the module doc)."""
+
+    family: ClassVar[str] = "vaerans"
+    OPTIONS: ClassVar[tuple[str, ...]] = ("model", "wavelet", "levels", "coder")
+
+    def __init__(self, label: str, **options: str) -> None:
+        super().__init__(label)
+        unknown = set(options) - set(self.OPTIONS)
+        if unknown:
+            raise VaeransError(f"codec {label!r}: unknown option(s) {sorted(unknown)}; known: {list(self.OPTIONS)}")
+        self.model = options.get("model", "default")
+        self.wavelet = options.get("wavelet")
+        self.coder = options.get("coder")
+        levels = options.get("levels")
+        try:
+            self.levels = None if levels is None else int(levels)
+        except ValueError:
+            raise VaeransError(f"codec {label!r}: levels must be an integer, got {levels!r}") from None
+
+    def _settings(self) -> dict[str, Any]:
+        from vaerans_ecs.config import get_config
+
+        cfg = get_config().codec
+        return {
+            "model": self.model,
+            "wavelet": self.wavelet or cfg.wavelet,
+            "levels": cfg.levels if self.levels is None else self.levels,
+            "coder": self.coder or cfg.coder,
+        }
+
+    def unavailable(self) -> str | None:
+        from vaerans_ecs.models import get_model
+        from vaerans_ecs.systems.entropy import coder_names
+
+        try:
+            get_model(self.model)
+        except VaeransError as exc:
+            return f"model {self.model!r} is not available: {exc}"
+        coder = self._settings()["coder"]
+        if coder not in coder_names():
+            return f"entropy coder {coder!r} is not registered (known: {', '.join(coder_names())})"
+        return None
+
+    def describe(self) -> str:
+        from vaerans_ecs.models import get_model
+
+        s = self._settings()
+        spec = get_model(self.model)
+        return (
+            f"vaerans_ecs, model {spec.name} (stride {spec.stride}, fingerprint {spec.fingerprint}), "
+            f"wavelet {s['wavelet']} x{s['levels']}, coder {s['coder']}"
+        )
+
+    def models(self) -> list[Any]:
+        from vaerans_ecs.models import get_model
+
+        return [get_model(self.model)]
+
+    def encode(self, img: U8Image, quality: float) -> tuple[bytes, dict[str, float]]:
+        from vaerans_ecs.api import encode_entities
+
+        s = self._settings()
+        world = _new_world()
+        world.start()
+        eid = world.spawn_image(img)
+        world.lap("spawn")
+        data = encode_entities(
+            world, [eid], quality=quality, model=s["model"], wavelet=s["wavelet"], levels=s["levels"], coder=s["coder"]
+        )[0]
+        world.lap("serialize")
+        world.clear()
+        return data, world.stages
+
+    def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
+        from vaerans_ecs import api
+        from vaerans_ecs.components import ReconRGB
+        from vaerans_ecs.config import get_config
+
+        spawn = getattr(api, "_spawn_stream", None)
+        if spawn is None:  # no staged decoder: time the public one as a whole
+            t0 = time.perf_counter()
+            out = api.decompress(data)
+            return out, {"decompress": time.perf_counter() - t0}
+        world = _new_world()
+        world.start()
+        eid, decoders = spawn(world, data, get_config().runtime.max_pixels)
+        world.lap("parse")
+        pipe = world.pipe(eid)
+        for system in decoders:
+            pipe = pipe | system
+        pipe.run()
+        recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), dtype=np.uint8, copy=True)
+        world.lap("copy_out")
+        world.clear()
+        return recon, world.stages
+
+
+# ----------------------------------------------------------------------------------------------
+# Pillow baselines
+# ----------------------------------------------------------------------------------------------
+def _number(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+class PillowCodec(Codec):
+    """A Pillow encoder: ``Image.save(format=FORMAT, quality=q, **defaults, **options)``."""
+
+    format: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, label: str, **options: str) -> None:
+        super().__init__(label)
+        if "quality" in options:
+            raise VaeransError(f"codec {label!r}: quality is the setting; give it with --qualities")
+        self.options: dict[str, Any] = {**self.defaults, **{k: _number(v) for k, v in options.items()}}
+
+    def unavailable(self) -> str | None:
+        from PIL import Image
+
+        Image.init()
+        if self.format not in Image.SAVE:
+            return f"Pillow {_pillow_version()} has no {self.format} encoder"
+        return None
+
+    def describe(self) -> str:
+        opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return f"Pillow {_pillow_version()} {self.format}" + (f" ({opts})" if opts else "")
+
+    def encode(self, img: U8Image, quality: float) -> tuple[bytes, dict[str, float]]:
+        from PIL import Image
+
+        q = int(quality) if float(quality).is_integer() else quality
+        buf = io.BytesIO()
+        Image.fromarray(img, "RGB").save(buf, format=self.format, quality=q, **self.options)
+        return buf.getvalue(), {}
+
+    def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data), formats=[self.format]) as im:
+            im.load()
+            rgb = im if im.mode == "RGB" else im.convert("RGB")
+            return np.asarray(rgb, dtype=np.uint8).copy(), {}
+
+
+def _pillow_version() -> str:
+    import PIL
+
+    return str(PIL.__version__)
+
+
+class JpegCodec(PillowCodec):
+    """libjpeg(-turbo) through Pillow, 4:2:0, optimised Huffman tables."""
+
+    family: ClassVar[str] = "jpeg"
+    format: ClassVar[str] = "JPEG"
+    defaults: ClassVar[dict[str, Any]] = {"optimize": True}
+
+
+class WebpCodec(PillowCodec):
+    """libwebp (lossy) through Pillow, default method 4."""
+
+    family: ClassVar[str] = "webp"
+    format: ClassVar[str] = "WEBP"
+
+    def unavailable(self) -> str | None:
+        from PIL import features
+
+        return None if features.check("webp") else "Pillow was built without WebP support"
+
+
+class AvifCodec(PillowCodec):
+    """libavif through Pillow's built-in AVIF plugin (default speed)."""
+
+    family: ClassVar[str] = "avif"
+    format: ClassVar[str] = "AVIF"
+
+    def unavailable(self) -> str | None:
+        from PIL import features
+
+        try:
+            ok = bool(features.check("avif"))
+        except ValueError:  # Pillow older than 11.2 does not know the feature
+            ok = False
+        return None if ok else f"Pillow {_pillow_version()} has no built-in AVIF support (needs Pillow >= 11.2)"
+
+
+class JxlCodec(PillowCodec):
+    """libjxl through the ``pillow-jxl-plugin`` package (default effort)."""
+
+    family: ClassVar[str] = "jxl"
+    format: ClassVar[str] = "JXL"
+
+    def unavailable(self) -> str | None:
+        try:
+            import pillow_jxl  # noqa: F401  (registers the JXL plugin)
+        except ImportError:
+            return "JPEG XL needs the pillow-jxl-plugin package (pip install pillow-jxl-plugin)"
+        return super().unavailable()
+
+    def encode(self, img: U8Image, quality: float) -> tuple[bytes, dict[str, float]]:
+        import pillow_jxl  # noqa: F401
+
+        return super().encode(img, quality)
+
+    def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
+        import pillow_jxl  # noqa: F401
+
+        return super().decode(data)
+
+
+FAMILIES: dict[str, type[Codec]] = {
+    "vaerans": VaeransCodec,
+    "jpeg": JpegCodec,
+    "webp": WebpCodec,
+    "avif": AvifCodec,
+    "jxl": JxlCodec,
+}
+
+
+def parse_codec(spec: str) -> Codec:
+    """Build a codec from ``family[:key=value...]`` (see the module doc)."""
+    text = spec.strip()
+    family, *parts = text.split(":")
+    family = family.strip().lower()
+    cls = FAMILIES.get(family)
+    if cls is None:
+        raise VaeransError(f"unknown codec {family!r} in {spec!r}; known: {', '.join(FAMILIES)}")
+    options: dict[str, str] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise VaeransError(f"codec {spec!r}: option {part!r} is not key=value")
+        options[key.strip()] = value.strip()
+    label = family + "".join(f":{k}={v}" for k, v in options.items())
+    return cls(label, **options)

@@ -1,0 +1,316 @@
+"""The evaluation loop: every image x codec x quality, with bytes, quality metrics and timings.
+
+For each image (sorted by file name) and each available codec, every quality of the codec's grid
+is encoded ``repeats`` times (the bytes must not change) and decoded ``repeats`` times; the
+reported encode/decode seconds and per-stage seconds are medians over the repeats. Before its
+first measured point each codec runs once untimed on the first image (loading ONNX sessions,
+encoder libraries), so that one-off start-up costs do not pollute the medians. Distortion is
+measured on the decoded image against the source: PSNR (RGB), PSNR-Y (BT.601 luma), MS-SSIM
+(:mod:`vaerans_ecs.systems.metrics`).
+
+Results come out in a deterministic order: codec (in the order given), quality (grid order),
+image (name order).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vaerans_ecs.errors import VaeransError
+from vaerans_ecs.eval.codecs import Codec, parse_codec
+from vaerans_ecs.systems.metrics import ms_ssim, ms_ssim_db, psnr, psnr_y
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "EvalConfig",
+    "PointResult",
+    "Progress",
+    "load_images",
+    "run_eval",
+]
+
+IMAGE_SUFFIXES = (".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
+U8Image = npt.NDArray[np.uint8]
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate. ``qualities`` maps a codec label or family to its grid ('' = every codec)."""
+
+    data: Path
+    codecs: list[str]
+    out: Path
+    limit: int | None = None
+    qualities: dict[str, list[float]] = field(default_factory=dict)
+    repeats: int = 1
+    macs_size: int = 512
+    progress: bool = True
+    warmup: bool = True
+
+
+@dataclass
+class PointResult:
+    """One image coded at one setting by one codec."""
+
+    image: str
+    width: int
+    height: int
+    codec: str
+    family: str
+    quality: float
+    bytes: int
+    bpp: float
+    psnr: float
+    psnr_y: float
+    ms_ssim: float
+    ms_ssim_db: float
+    encode_s: float
+    decode_s: float
+    encode_stages: dict[str, float] = field(default_factory=dict)
+    decode_stages: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready once non-finite floats are handled)."""
+        return asdict(self)
+
+
+class Progress:
+    """A dependency-free progress bar on a stream (stderr by default).
+
+    On a terminal it redraws one line; otherwise it prints a line at every 10 % step.
+    """
+
+    def __init__(self, total: int, stream: IO[str] | None = None, enabled: bool = True, width: int = 28) -> None:
+        self.total = max(total, 1)
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.width = width
+        self.done = 0
+        self.t0 = time.perf_counter()
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last_decile = -1
+
+    def step(self, text: str = "") -> None:
+        """Count one unit of work done; ``text`` says what."""
+        self.done += 1
+        if not self.enabled:
+            return
+        frac = min(self.done / self.total, 1.0)
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / frac * (1.0 - frac) if frac > 0 else 0.0
+        fill = int(round(frac * self.width))
+        line = (
+            f"[{'#' * fill}{'.' * (self.width - fill)}] {self.done}/{self.total} {frac:4.0%} "
+            f"{_clock(elapsed)} elapsed, ETA {_clock(eta)}  {text}"
+        )
+        if self._tty:
+            self.stream.write("\r" + line[:150].ljust(150))
+            self.stream.flush()
+        else:
+            decile = int(frac * 10)
+            if decile != self._last_decile:
+                self._last_decile = decile
+                self.stream.write(line + "\n")
+                self.stream.flush()
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.enabled and self._tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def load_images(data: Path, limit: int | None = None) -> list[tuple[str, U8Image]]:
+    """Images of ``data`` (by suffix, sorted by name, the first ``limit``) as HxWx3 uint8."""
+    from PIL import Image
+
+    from vaerans_ecs.imaging import to_rgb_uint8
+
+    folder = Path(data)
+    if not folder.is_dir():
+        raise VaeransError(f"data folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if limit is not None:
+        files = files[: max(limit, 0)]
+    if not files:
+        raise VaeransError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    out = []
+    for path in files:
+        with Image.open(path) as im:
+            out.append((path.name, to_rgb_uint8(im)))
+    return out
+
+
+def settings_for(codec: Codec, qualities: Mapping[str, Sequence[float]]) -> list[float]:
+    """The codec's grid: by label, then family, then '' (all codecs), then its default."""
+    for key in (codec.label, codec.family, ""):
+        if key in qualities:
+            return [float(q) for q in qualities[key]]
+    return [float(q) for q in codec.default_settings()]
+
+
+def _median_stages(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    names: dict[str, None] = {}
+    for r in runs:
+        names.update(dict.fromkeys(r))
+    return {n: statistics.median(r.get(n, 0.0) for r in runs) for n in names}
+
+
+def _timed(fn: Callable[[], tuple[Any, dict[str, float]]]) -> tuple[Any, float, dict[str, float]]:
+    t0 = time.perf_counter()
+    value, stages = fn()
+    return value, time.perf_counter() - t0, stages
+
+
+def measure_point(codec: Codec, name: str, img: U8Image, quality: float, repeats: int) -> PointResult:
+    """Encode/decode ``img`` ``repeats`` times at ``quality`` and measure it."""
+    enc_times: list[float] = []
+    dec_times: list[float] = []
+    enc_stages: list[dict[str, float]] = []
+    dec_stages: list[dict[str, float]] = []
+    data: bytes | None = None
+    recon: U8Image | None = None
+    for _ in range(max(repeats, 1)):
+        out, secs, stages = _timed(lambda: codec.encode(img, quality))
+        if data is not None and out != data:
+            raise VaeransError(f"{codec.label} at quality {quality}: encoding {name} is not deterministic")
+        data = out
+        enc_times.append(secs)
+        enc_stages.append(stages)
+    assert data is not None
+    for _ in range(max(repeats, 1)):
+        recon, secs, stages = _timed(lambda: codec.decode(data))
+        dec_times.append(secs)
+        dec_stages.append(stages)
+    assert recon is not None
+    if recon.shape != img.shape:
+        raise VaeransError(f"{codec.label}: decoded {name} has shape {recon.shape}, expected {img.shape}")
+    h, w = img.shape[:2]
+    ms = ms_ssim(img, recon)
+    return PointResult(
+        image=name,
+        width=w,
+        height=h,
+        codec=codec.label,
+        family=codec.family,
+        quality=quality,
+        bytes=len(data),
+        bpp=len(data) * 8.0 / (h * w),
+        psnr=psnr(img, recon),
+        psnr_y=psnr_y(img, recon),
+        ms_ssim=ms,
+        ms_ssim_db=ms_ssim_db(ms),
+        encode_s=statistics.median(enc_times),
+        decode_s=statistics.median(dec_times),
+        encode_stages=_median_stages(enc_stages),
+        decode_stages=_median_stages(dec_stages),
+    )
+
+
+def _model_costs(codecs: Iterable[Codec], size: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    from vaerans_ecs.eval.macs import model_macs_per_pixel
+
+    seen: dict[str, dict[str, Any]] = {}
+    for codec in codecs:
+        for spec in codec.models():
+            if spec.name in seen:
+                continue
+            try:
+                seen[spec.name] = model_macs_per_pixel(spec, (size, size))
+            except (VaeransError, OSError) as exc:
+                log(f"MACs of model {spec.name!r} not counted: {exc}")
+                seen[spec.name] = {"model": spec.name, "size": [size, size], "error": str(exc)}
+    return list(seen.values())
+
+
+def run_eval(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the evaluation; returns the results payload (see :mod:`vaerans_ecs.eval.report`)."""
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    t_start = time.perf_counter()
+    codecs: list[Codec] = []
+    labels: set[str] = set()
+    for spec in cfg.codecs:
+        codec = parse_codec(spec)
+        if codec.label in labels:
+            raise VaeransError(f"codec {codec.label!r} given twice")
+        labels.add(codec.label)
+        codecs.append(codec)
+    images = load_images(cfg.data, cfg.limit)
+    info: list[dict[str, Any]] = []
+    active: list[tuple[Codec, list[float]]] = []
+    for codec in codecs:
+        reason = codec.unavailable()
+        grid = settings_for(codec, cfg.qualities)
+        entry: dict[str, Any] = {"label": codec.label, "family": codec.family, "qualities": grid}
+        if reason is not None:
+            say(f"skipping codec {codec.label}: {reason}")
+            entry.update(available=False, reason=reason)
+        else:
+            entry.update(available=True, description=codec.describe())
+            active.append((codec, grid))
+        info.append(entry)
+    progress = Progress(len(images) * sum(len(g) for _, g in active), enabled=cfg.progress)
+    per_codec: dict[str, list[PointResult]] = {c.label: [] for c, _ in active}
+    warm: set[str] = set()
+    for name, img in images:
+        for codec, grid in active:
+            if cfg.warmup and codec.label not in warm and grid:
+                data, _ = codec.encode(img, grid[0])
+                codec.decode(data)
+                warm.add(codec.label)
+            for q in grid:
+                per_codec[codec.label].append(measure_point(codec, name, img, q, cfg.repeats))
+                progress.step(f"{name} {codec.label} q={q:g}")
+    progress.close()
+    order = {name: i for i, (name, _) in enumerate(images)}
+    results: list[PointResult] = []
+    for codec, grid in active:
+        rank = {q: i for i, q in enumerate(grid)}
+        results += sorted(per_codec[codec.label], key=lambda r: (rank[r.quality], order[r.image]))
+    models = _model_costs([c for c, _ in active], cfg.macs_size, say)
+    elapsed = time.perf_counter() - t_start
+    return {
+        "meta": _meta(cfg, images, elapsed),
+        "codecs": info,
+        "models": models,
+        "results": [r.to_dict() for r in results],
+    }
+
+
+def _meta(cfg: EvalConfig, images: Sequence[tuple[str, U8Image]], elapsed: float) -> dict[str, Any]:
+    import os
+    import platform
+
+    import PIL
+
+    return {
+        "data": str(cfg.data),
+        "images": [n for n, _ in images],
+        "pixels": [int(i.shape[0] * i.shape[1]) for _, i in images],
+        "repeats": cfg.repeats,
+        "warmup": cfg.warmup,
+        "elapsed_s": elapsed,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "finite": bool(math.isfinite(elapsed)),
+    }

@@ -1,0 +1,350 @@
+"""Turn a results payload (:func:`vaerans_ecs.eval.harness.run_eval`) into files.
+
+``write_report(payload, out)`` writes:
+
+``results.json``
+    The payload plus the derived ``curves``, ``bd_rate``, ``speed`` and ``stages`` sections;
+    non-finite floats become ``null``.
+``results.csv``
+    One row per image and point: codec, quality, bytes, bpp, PSNR, PSNR-Y, MS-SSIM (and in dB),
+    encode/decode seconds (medians of the repeats), then one column per pipeline stage
+    (``enc_<Stage>`` / ``dec_<Stage>`` seconds, empty for codecs without stages).
+``rd_psnr.png``, ``rd_msssim.png``
+    Mean rate-distortion curves of every codec on one plot each (matplotlib, Agg backend); the
+    MS-SSIM plot uses ``-10 log10(1 - MS-SSIM)``.
+``summary.md``
+    BD-rates against JPEG and WebP (PSNR and MS-SSIM), speed (images/s, megapixels/s), per-stage
+    times of our pipelines, and the models' MACs per pixel.
+
+Mean curves: per codec and quality, bpp, PSNR and MS-SSIM are averaged over the images (the
+MS-SSIM dB value is that of the mean MS-SSIM). BD-rates compare these mean curves
+(:func:`vaerans_ecs.eval.bdrate.bd_rate`; MS-SSIM in dB). Speed: images/s is the number of
+coded points divided by the total seconds, megapixels/s the total pixels over the total seconds,
+over every quality of the grid.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vaerans_ecs.eval.bdrate import bd_rate
+from vaerans_ecs.systems.metrics import ms_ssim_db
+
+__all__ = [
+    "ANCHORS",
+    "CSV_FIELDS",
+    "bd_table",
+    "mean_curves",
+    "speed_table",
+    "stage_table",
+    "write_report",
+]
+
+#: BD-rate anchors: (family, display name).
+ANCHORS: tuple[tuple[str, str], ...] = (("jpeg", "JPEG"), ("webp", "WebP"))
+CSV_FIELDS = (
+    "image",
+    "width",
+    "height",
+    "codec",
+    "family",
+    "quality",
+    "bytes",
+    "bpp",
+    "psnr",
+    "psnr_y",
+    "ms_ssim",
+    "ms_ssim_db",
+    "encode_s",
+    "decode_s",
+)
+
+
+def _codec_order(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(r["codec"] for r in results))
+
+
+def mean_curves(results: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per codec, per quality (in result order): means over the images."""
+    groups: dict[str, dict[float, list[Mapping[str, Any]]]] = {}
+    for r in results:
+        groups.setdefault(r["codec"], {}).setdefault(float(r["quality"]), []).append(r)
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for codec, by_q in groups.items():
+        pts = []
+        for q, rows in by_q.items():
+            ms = statistics.fmean(float(r["ms_ssim"]) for r in rows)
+            pts.append(
+                {
+                    "quality": q,
+                    "images": len(rows),
+                    "bpp": statistics.fmean(float(r["bpp"]) for r in rows),
+                    "psnr": statistics.fmean(float(r["psnr"]) for r in rows),
+                    "psnr_y": statistics.fmean(float(r["psnr_y"]) for r in rows),
+                    "ms_ssim": ms,
+                    "ms_ssim_db": ms_ssim_db(ms),
+                    "encode_s": statistics.fmean(float(r["encode_s"]) for r in rows),
+                    "decode_s": statistics.fmean(float(r["decode_s"]) for r in rows),
+                }
+            )
+        curves[codec] = pts
+    return curves
+
+
+def _anchor(curves: Mapping[str, Any], results: Sequence[Mapping[str, Any]], family: str) -> str | None:
+    if family in curves:
+        return family
+    for r in results:
+        if r["family"] == family:
+            return str(r["codec"])
+    return None
+
+
+def bd_table(
+    curves: Mapping[str, Sequence[Mapping[str, Any]]], results: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{codec: {anchor: {"psnr": %, "ms_ssim": %}}}`` for each anchor present in the run."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for family, _ in ANCHORS:
+        ref = _anchor(curves, results, family)
+        if ref is None:
+            continue
+        rc = curves[ref]
+        for codec, pts in curves.items():
+            row = table.setdefault(codec, {})
+            row[ref] = {
+                "psnr": bd_rate([p["bpp"] for p in rc], [p["psnr"] for p in rc], [p["bpp"] for p in pts], [p["psnr"] for p in pts]),
+                "ms_ssim": bd_rate(
+                    [p["bpp"] for p in rc],
+                    [p["ms_ssim_db"] for p in rc],
+                    [p["bpp"] for p in pts],
+                    [p["ms_ssim_db"] for p in pts],
+                ),
+            }
+    return table
+
+
+def speed_table(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per codec: points, encode/decode images/s and megapixels/s over the whole grid."""
+    out: dict[str, dict[str, float]] = {}
+    for codec in _codec_order(results):
+        rows = [r for r in results if r["codec"] == codec]
+        px = sum(int(r["width"]) * int(r["height"]) for r in rows)
+        enc = sum(float(r["encode_s"]) for r in rows)
+        dec = sum(float(r["decode_s"]) for r in rows)
+        out[codec] = {
+            "points": len(rows),
+            "encode_images_per_s": len(rows) / enc if enc > 0 else math.inf,
+            "encode_mpix_per_s": px / enc / 1e6 if enc > 0 else math.inf,
+            "decode_images_per_s": len(rows) / dec if dec > 0 else math.inf,
+            "decode_mpix_per_s": px / dec / 1e6 if dec > 0 else math.inf,
+            "mean_encode_s": enc / len(rows),
+            "mean_decode_s": dec / len(rows),
+        }
+    return out
+
+
+def stage_table(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per codec with stages: mean seconds per encode and decode stage (stage order kept)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for codec in _codec_order(results):
+        rows = [r for r in results if r["codec"] == codec]
+        entry: dict[str, dict[str, float]] = {}
+        for key in ("encode_stages", "decode_stages"):
+            names: dict[str, None] = {}
+            for r in rows:
+                names.update(dict.fromkeys(r.get(key) or {}))
+            if names:
+                entry[key.split("_")[0]] = {
+                    n: statistics.fmean(float((r.get(key) or {}).get(n, 0.0)) for r in rows) for n in names
+                }
+        if entry:
+            out[codec] = entry
+    return out
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _stage_columns(results: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    enc: dict[str, None] = {}
+    dec: dict[str, None] = {}
+    for r in results:
+        enc.update(dict.fromkeys(r.get("encode_stages") or {}))
+        dec.update(dict.fromkeys(r.get("decode_stages") or {}))
+    return list(enc), list(dec)
+
+
+def write_csv(results: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """One row per image and point (see the module doc)."""
+    enc, dec = _stage_columns(results)
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*CSV_FIELDS, *(f"enc_{n}" for n in enc), *(f"dec_{n}" for n in dec)])
+        for r in results:
+            es, ds = r.get("encode_stages") or {}, r.get("decode_stages") or {}
+            row = [_cell(r[f]) for f in CSV_FIELDS]
+            row += [_cell(es[n]) if n in es else "" for n in enc]
+            row += [_cell(ds[n]) if n in ds else "" for n in dec]
+            writer.writerow(row)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+    return str(v)
+
+
+def plot_curves(curves: Mapping[str, Sequence[Mapping[str, Any]]], key: str, ylabel: str, path: Path) -> None:
+    """One RD plot of ``key`` against bpp with a line per codec."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    for codec, pts in curves.items():
+        ordered = sorted(pts, key=lambda p: p["bpp"])
+        xs = [p["bpp"] for p in ordered]
+        ys = [p[key] if p[key] is not None and math.isfinite(p[key]) else math.nan for p in ordered]
+        ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.4, label=codec)
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _fmt(v: Any, spec: str = ".2f", unit: str = "") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:{spec}}{unit}"
+
+
+def summary_markdown(payload: Mapping[str, Any]) -> str:
+    """The ``summary.md`` text."""
+    meta = payload["meta"]
+    curves = payload["curves"]
+    lines = [
+        "# Evaluation summary",
+        "",
+        f"- data: `{meta['data']}`, {len(meta['images'])} images, {meta['repeats']} repeat(s) per point "
+        f"(times are medians), warm-up run per codec: {meta['warmup']}",
+        f"- machine: {meta['platform']}, {meta['cpus']} CPUs, Python {meta['python']}, Pillow {meta['pillow']}; "
+        f"load average at start {meta.get('load_avg')}",
+        f"- date {meta['date']}, total run time {meta['elapsed_s']:.1f} s",
+        "",
+        "## Codecs",
+        "",
+        "| codec | qualities | what runs |",
+        "| --- | --- | --- |",
+    ]
+    for c in payload["codecs"]:
+        what = c.get("description") if c.get("available") else f"**skipped**: {c.get('reason')}"
+        lines.append(f"| {c['label']} | {', '.join(f'{q:g}' for q in c['qualities'])} | {what} |")
+    lines += ["", "## Rate-distortion (mean over images)", ""]
+    lines += ["| codec | bpp range | PSNR range (dB) | MS-SSIM range |", "| --- | --- | --- | --- |"]
+    for codec, pts in curves.items():
+        bpp = [p["bpp"] for p in pts]
+        ps = [p["psnr"] for p in pts]
+        ms = [p["ms_ssim"] for p in pts]
+        lines.append(
+            f"| {codec} | {min(bpp):.3f} - {max(bpp):.3f} | {min(ps):.2f} - {max(ps):.2f} | "
+            f"{min(ms):.4f} - {max(ms):.4f} |"
+        )
+    bd = payload["bd_rate"]
+    anchors = list(dict.fromkeys(a for row in bd.values() for a in row))
+    lines += ["", "## BD-rate", ""]
+    if anchors:
+        lines.append(
+            "Bjontegaard delta rate of each codec against the anchor (PCHIP in log-rate over the overlapping "
+            "quality range of the mean curves; MS-SSIM in dB). Negative = fewer bits for the same quality; "
+            "n/a = the curves do not overlap."
+        )
+        lines.append("")
+        head = " | ".join(f"vs {a} PSNR | vs {a} MS-SSIM" for a in anchors)
+        lines += [f"| codec | {head} |", "| --- |" + " --- |" * (2 * len(anchors))]
+        for codec, row in bd.items():
+            cells = " | ".join(
+                f"{_fmt(row.get(a, {}).get('psnr'), '+.1f', ' %')} | {_fmt(row.get(a, {}).get('ms_ssim'), '+.1f', ' %')}"
+                for a in anchors
+            )
+            lines.append(f"| {codec} | {cells} |")
+    else:
+        lines.append("No anchor codec (jpeg, webp) in this run.")
+    lines += ["", "## Speed", ""]
+    lines += [
+        "Over every point of the grid (images/s = points / total seconds; MP/s = megapixels / total seconds).",
+        "",
+        "| codec | encode img/s | encode MP/s | decode img/s | decode MP/s | mean encode s | mean decode s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for codec, s in payload["speed"].items():
+        lines.append(
+            f"| {codec} | {_fmt(s['encode_images_per_s'])} | {_fmt(s['encode_mpix_per_s'])} | "
+            f"{_fmt(s['decode_images_per_s'])} | {_fmt(s['decode_mpix_per_s'])} | "
+            f"{_fmt(s['mean_encode_s'], '.4f')} | {_fmt(s['mean_decode_s'], '.4f')} |"
+        )
+    stages = payload["stages"]
+    if stages:
+        lines += ["", "## Pipeline stages (mean seconds per image and point)", ""]
+        for codec, entry in stages.items():
+            for direction, times in entry.items():
+                total = sum(times.values())
+                lines.append(f"**{codec}** {direction}: " + ", ".join(
+                    f"{n} {t * 1e3:.1f} ms ({100 * t / total:.0f} %)" if total > 0 else f"{n} {t * 1e3:.1f} ms"
+                    for n, t in times.items()
+                ))
+                lines.append("")
+    models = payload["models"]
+    if models:
+        lines += ["## Model cost", "", "MACs per image pixel counted from the ONNX graphs (Conv, ConvTranspose, "
+                  "Gemm, MatMul, Einsum) after shape inference at the given input size.", ""]
+        lines += ["| model | size | encoder MACs/px | decoder MACs/px |", "| --- | --- | --- | --- |"]
+        for m in models:
+            size = "x".join(str(v) for v in m.get("size", []))
+            if "error" in m:
+                lines.append(f"| {m['model']} | {size} | n/a | n/a ({m['error']}) |")
+            else:
+                lines.append(
+                    f"| {m['model']} | {size} | {m['encoder_macs_per_pixel']:,.0f} | {m['decoder_macs_per_pixel']:,.0f} |"
+                )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(payload: dict[str, Any], out: str | Path, *, plots: bool = True) -> dict[str, Path]:
+    """Derive the summaries and write every output file into ``out``; returns their paths."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = payload["results"]
+    curves = mean_curves(results)
+    payload["curves"] = curves
+    payload["bd_rate"] = bd_table(curves, results)
+    payload["speed"] = speed_table(results)
+    payload["stages"] = stage_table(results)
+    files = {"json": folder / "results.json", "csv": folder / "results.csv", "summary": folder / "summary.md"}
+    files["json"].write_text(json.dumps(_finite(payload), indent=1, allow_nan=False) + "\n")
+    write_csv(results, files["csv"])
+    if plots:
+        files["rd_psnr"] = folder / "rd_psnr.png"
+        files["rd_msssim"] = folder / "rd_msssim.png"
+        plot_curves(curves, "psnr", "PSNR (dB, RGB)", files["rd_psnr"])
+        plot_curves(curves, "ms_ssim_db", "MS-SSIM (dB) = -10 log10(1 - MS-SSIM)", files["rd_msssim"])
+    files["summary"].write_text(summary_markdown(payload))
+    return files

@@ -1,0 +1,118 @@
+"""Pillow plugin: ``import vaerans_ecs.pillow`` and Pillow reads and writes ``.vae`` streams.
+
+::
+
+    import vaerans_ecs.pillow  # noqa: F401  (registers the format)
+    from PIL import Image
+
+    Image.open("photo.png").save("photo.vae", quality=60)       # or target_bpp=0.5, model="NAME"
+    img = Image.open("photo.vae")     # size, mode and info known here; nothing decoded yet
+    img.load()                        # decodes (any Pillow operation does it when needed)
+
+The format is ``"VAERANS"``, extension ``.vae``, MIME type ``image/x-vaerans``; files are
+recognised by their magic bytes (:func:`vaerans_ecs.core.serialization.accept`), whatever their
+name. Opening parses and checks the header only (:func:`vaerans_ecs.api.inspect`: CRC, declared
+size against ``[runtime] max_pixels`` and Pillow's decompression-bomb limit); decoding happens in
+``load()``. Images are always ``RGB``. ``img.info`` holds ``model``, ``fingerprint``, ``bpp``
+and ``pipeline``.
+
+Saving accepts any image the codec accepts (:mod:`vaerans_ecs.imaging` rules: alpha dropped,
+grey replicated, 16-bit scaled) with the keywords ``quality`` (1..100), ``target_bpp`` and
+``model`` (default ``"default"``). Pillow has no entry points for plugins, so the import (or
+:func:`register_vaerans_opener`) is needed once per process.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from PIL import Image, ImageFile
+
+from vaerans_ecs.core.serialization import accept
+
+__all__ = ["EXTENSION", "FORMAT", "MIME", "VaeransImageFile", "register_vaerans_opener"]
+
+FORMAT = "VAERANS"
+EXTENSION = ".vae"
+MIME = "image/x-vaerans"
+
+
+def _accept(prefix: bytes) -> bool:
+    return accept(prefix)
+
+
+class VaeransImageFile(ImageFile.ImageFile):
+    """Pillow image file of a vaerans stream (decoded on ``load()``)."""
+
+    format = FORMAT
+    format_description = "vaerans_ecs learned image compression stream"
+
+    def _open(self) -> None:
+        from vaerans_ecs import api
+        from vaerans_ecs.errors import VaeransError
+
+        assert self.fp is not None
+        data = self.fp.read()
+        if not accept(data[:4]):
+            raise SyntaxError("not a vaerans stream")
+        try:
+            info = api.inspect(data)
+        except VaeransError as exc:
+            raise SyntaxError(f"invalid vaerans stream: {exc}") from None
+        header = info.header
+        self._mode = "RGB"
+        self._size = (header.width, header.height)
+        model = ""
+        for system in header.pipeline:
+            cfg = system.get_config()
+            if "model" in cfg:
+                model = str(cfg["model"])
+        self.info["model"] = model
+        self.info["fingerprint"] = header.fingerprint.hex()
+        self.info["bpp"] = info.bpp
+        self.info["pipeline"] = [s.get_config() for s in header.pipeline]
+        self.tile = [ImageFile._Tile(FORMAT, (0, 0, header.width, header.height), 0, None)]
+
+
+class VaeransDecoder(ImageFile.PyDecoder):
+    """Decodes the whole stream at once (reads the file itself)."""
+
+    _pulls_fd = True
+
+    def decode(self, buffer: Any) -> tuple[int, int]:
+        from vaerans_ecs import api
+
+        assert self.fd is not None
+        data = self.fd.read()
+        image = api.decompress(data)
+        self.set_as_raw(image.tobytes(), "RGB")
+        return -1, 0
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    from vaerans_ecs import api
+
+    opts = im.encoderinfo
+    quality = opts.get("quality")
+    target_bpp = opts.get("target_bpp")
+    model = opts.get("model", "default")
+    fp.write(
+        api.compress(
+            im,
+            None if quality is None else float(quality),
+            str(model),
+            target_bpp=None if target_bpp is None else float(target_bpp),
+        )
+    )
+
+
+def register_vaerans_opener() -> None:
+    """Register the format with Pillow (idempotent; done on import of this module)."""
+    Image.register_open(FORMAT, VaeransImageFile, _accept)
+    Image.register_decoder(FORMAT, VaeransDecoder)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, EXTENSION)
+    Image.register_mime(FORMAT, MIME)
+
+
+register_vaerans_opener()

@@ -1,0 +1,26 @@
+"""Pipeline stages, one module per family; importing this package registers them all."""
+
+from vaerans_ecs.core.serialization import stream_code
+from vaerans_ecs.systems.entropy import ANSDecode, ANSEncode
+from vaerans_ecs.systems.hadamard import Hadamard4
+from vaerans_ecs.systems.quantize import Dequantize, QuantizeU8
+from vaerans_ecs.systems.vae import OnnxVAEDecode, OnnxVAEEncode
+from vaerans_ecs.systems.wavelet import WaveletCDF53, WaveletHaar
+
+__all__ = [
+    "ANSDecode",
+    "ANSEncode",
+    "Dequantize",
+    "Hadamard4",
+    "OnnxVAEDecode",
+    "OnnxVAEEncode",
+    "QuantizeU8",
+    "WaveletCDF53",
+    "WaveletHaar",
+]
+
+# Stable stream codes of the built-in systems (docs/bitstream.md); append only, never reuse.
+for _code, _name in enumerate(
+    ("OnnxVAEEncode", "Hadamard4", "WaveletCDF53", "WaveletHaar", "QuantizeU8", "ANSEncode"), start=1
+):
+    stream_code(_name, _code)

@@ -1,0 +1,459 @@
+"""ONNX VAE systems: ``RGB -> Latent4 + ImageInfo`` (encode) and ``Latent4 -> ReconRGB`` (decode).
+
+Both resolve their model through :func:`vaerans_ecs.models.get_model` at run time and share one
+onnxruntime session per (file, providers, threads) process-wide (:func:`vaerans_ecs.runtime.get_session`).
+
+* Pixels: ``uint8 -> lo + v / 255 * (hi - lo)`` with the model's ``input_range``; the decoder
+  output is clipped to that range and mapped back with rounding.
+* Latent: ``z = (raw - latent_shift) * latent_scale`` after the encoder, the inverse before the
+  decoder; ``Latent4`` always holds ``z``.
+* Shapes: sides that are not a multiple of the model stride are padded at the bottom/right by
+  reflection (``symmetric``, then ``edge`` for images too small to reflect) and the
+  reconstruction is cropped back to the exact size recorded in ``ImageInfo``.
+* Batching: entities are grouped by image size (encode) or by model, latent and output size
+  (decode); each group runs as one inference (split only to respect the tiling pixel budget).
+* Tiling: when ``H*W > tile_size**2`` (``[runtime] tile_size``, 0 = never), the image is encoded
+  in windows of ``tile_size`` plus ``tile_overlap`` context pixels (rounded up to the stride) on
+  each side, keeping only each window's centre latent; decoding runs overlapping latent windows
+  and blends them with linear (feathered) weights, streaming rows so that only about two rows
+  of windows are held in float at once. Windows of one image all have the same size and run as
+  batches of up to ``2 * tile_size**2`` pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vaerans_ecs.components.base import Component
+from vaerans_ecs.components.image import RGB, ImageInfo, ReconRGB
+from vaerans_ecs.components.latent import Latent4
+from vaerans_ecs.core.system import Mode, System, register_system
+from vaerans_ecs.core.world import World
+from vaerans_ecs.errors import ModelError
+from vaerans_ecs.models import ModelSpec, get_model, list_models
+from vaerans_ecs.runtime import get_session, run_session
+
+__all__ = [
+    "OnnxVAEDecode",
+    "OnnxVAEEncode",
+    "Window",
+    "axis_windows",
+    "feather_weights",
+    "pad_indices",
+    "pad_mode",
+]
+
+F32 = npt.NDArray[np.float32]
+
+
+# -- padding ------------------------------------------------------------------------------------
+
+
+def pad_mode(n: int, pad: int) -> str:
+    """numpy pad mode used to extend a side of ``n`` pixels by ``pad``: reflect, symmetric or edge."""
+    if pad < n:
+        return "reflect"
+    if pad <= n:
+        return "symmetric"
+    return "edge"
+
+
+def pad_indices(n: int, pad: int) -> npt.NDArray[np.intp]:
+    """Source index of each of the ``n + pad`` positions of a side padded at its end.
+
+    Equal to ``np.pad(np.arange(n), (0, pad), mode=pad_mode(n, pad))``, without materialising
+    a padded image: ``img[pad_indices(h, ph)][:, pad_indices(w, pw)]`` is the padded image and
+    any window of it can be gathered directly.
+    """
+    idx = np.arange(n + pad, dtype=np.intp)
+    if pad == 0:
+        return idx
+    tail = idx[n:]
+    mode = pad_mode(n, pad)
+    if mode == "reflect":
+        tail[:] = 2 * (n - 1) - tail
+    elif mode == "symmetric":
+        tail[:] = 2 * n - 1 - tail
+    else:
+        tail[:] = n - 1
+    return idx
+
+
+# -- tiling geometry ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """One tile along an axis, in latent cells: run ``[start, stop)``, keep ``[core_start, core_stop)``."""
+
+    start: int
+    stop: int
+    core_start: int
+    core_stop: int
+
+
+def axis_windows(n: int, tile: int, overlap: int) -> list[Window]:
+    """Split ``n`` latent cells into cores of ``tile`` cells, each run with ``overlap`` cells of context.
+
+    Every window has the same length ``min(tile + 2 * overlap, n)`` (windows at the borders are
+    shifted inwards), so the windows of an image can be batched.
+    """
+    tile = max(1, tile)
+    length = min(tile + 2 * overlap, n)
+    out = []
+    for core_start in range(0, n, tile):
+        core_stop = min(core_start + tile, n)
+        start = min(max(core_start - overlap, 0), n - length)
+        out.append(Window(start, start + length, core_start, core_stop))
+    return out
+
+
+def feather_weights(win: Window, n: int, stride: int, ramp: int) -> F32:
+    """Blending weight of each pixel of ``win`` (``n`` latent cells in all) along one axis.
+
+    The weight rises linearly from the window's inner edges over ``ramp`` pixels (edges on the
+    image border are not ramped), so overlapping windows fade into each other without seams.
+    """
+    size = (win.stop - win.start) * stride
+    t = np.arange(size, dtype=np.float32) + np.float32(0.5)
+    w = np.ones(size, dtype=np.float32)
+    r = np.float32(max(1, ramp))
+    if win.start > 0:
+        np.minimum(w, t / r, out=w)
+    if win.stop < n:
+        np.minimum(w, (size - t) / r, out=w)
+    return np.clip(w, np.float32(1e-3), np.float32(1.0))
+
+
+# -- pixel / latent conversions -----------------------------------------------------------------
+
+
+def _to_input(batch: npt.NDArray[np.uint8], spec: ModelSpec) -> F32:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in the model's input range."""
+    lo, hi = spec.input_range
+    x = np.empty((batch.shape[0], 3, batch.shape[1], batch.shape[2]), dtype=np.float32)
+    np.copyto(x, batch.transpose(0, 3, 1, 2), casting="unsafe")
+    x *= np.float32((hi - lo) / 255.0)
+    if lo != 0.0:
+        x += np.float32(lo)
+    return x
+
+
+def _to_uint8(y: F32, spec: ModelSpec, out: npt.NDArray[np.uint8]) -> None:
+    """(N, 3, H, W) (or (3, H, W)) model output -> ``out`` (N, H, W, 3) (or (H, W, 3)) uint8, clipped and rounded."""
+    lo, hi = spec.input_range
+    v = np.clip(y, np.float32(lo), np.float32(hi))
+    if lo != 0.0:
+        v -= np.float32(lo)
+    v *= np.float32(255.0 / (hi - lo))
+    np.rint(v, out=v)
+    np.copyto(out, np.moveaxis(v, -3, -1), casting="unsafe")
+
+
+def _to_latent(raw: F32, spec: ModelSpec) -> F32:
+    if spec.latent_shift != 0.0:
+        raw = raw - np.float32(spec.latent_shift)
+    return np.multiply(raw, np.float32(spec.latent_scale), dtype=np.float32)
+
+
+def _from_latent(z: F32, spec: ModelSpec) -> F32:
+    raw = np.divide(z, np.float32(spec.latent_scale), dtype=np.float32)
+    if spec.latent_shift != 0.0:
+        raw += np.float32(spec.latent_shift)
+    return raw
+
+
+def _chunks(n: int, per_run: int) -> Iterator[slice]:
+    per_run = max(1, per_run)
+    for i in range(0, n, per_run):
+        yield slice(i, min(n, i + per_run))
+
+
+def _check_shape(got: tuple[int, ...], want: tuple[int, ...], spec: ModelSpec, role: str) -> None:
+    if tuple(got) != tuple(want):
+        raise ModelError(
+            f"model {spec.name!r}: the {role} returned shape {tuple(got)}, expected {tuple(want)} "
+            f"(is its stride really {spec.stride} and does it have 4 latent / 3 image channels?)"
+        )
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    providers: str | tuple[str, ...] | None
+    threads: int | None
+    tile_size: int
+    tile_overlap: int
+    max_pixels: int
+
+    @property
+    def budget(self) -> int:
+        """Pixels per inference call (0 = unlimited)."""
+        return 2 * self.tile_size * self.tile_size
+
+    def tiled(self, height: int, width: int) -> bool:
+        return self.tile_size > 0 and height * width > self.tile_size * self.tile_size
+
+    def per_run(self, pixels_each: int) -> int:
+        return self.budget // max(1, pixels_each) if self.budget else 1 << 30
+
+
+class _VAESystem(System):
+    config_fields = ("model",)
+
+    def __init__(
+        self,
+        model: str = "default",
+        *,
+        providers: str | Sequence[str] | None = None,
+        threads: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+    ) -> None:
+        self.model = str(model)
+        self.providers = providers if providers is None or isinstance(providers, str) else tuple(providers)
+        self.threads = threads
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+
+    def _runtime(self) -> _Runtime:
+        from vaerans_ecs.config import get_config
+
+        rt = get_config().runtime
+        return _Runtime(
+            providers=self.providers,
+            threads=self.threads if self.threads is not None else rt.intra_op_threads,
+            tile_size=max(0, self.tile_size if self.tile_size is not None else rt.tile_size),
+            tile_overlap=max(0, self.tile_overlap if self.tile_overlap is not None else rt.tile_overlap),
+            max_pixels=rt.max_pixels,
+        )
+
+
+@register_system
+class OnnxVAEEncode(_VAESystem):
+    """``RGB -> Latent4 + ImageInfo`` with an ONNX encoder (model name, folder path or ``"default"``).
+
+    Keyword-only options (not part of ``get_config``): ``providers``, ``threads``, ``tile_size``,
+    ``tile_overlap`` override the ``[runtime]`` configuration.
+    """
+
+    name = "OnnxVAEEncode"
+    mode = Mode.FORWARD
+
+    def required_components(self) -> tuple[type[Component], ...]:
+        return (RGB,)
+
+    def produced_components(self) -> tuple[type[Component], ...]:
+        return (Latent4, ImageInfo)
+
+    def inverse(self) -> System:
+        return OnnxVAEDecode(self.model)
+
+    def run(self, world: World, eids: Sequence[int]) -> None:
+        spec = get_model(self.model)
+        rt = self._runtime()
+        session = get_session(spec.encoder, rt.providers, rt.threads)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for eid in eids:
+            h, w, _ = world.get_component(eid, RGB).ref.shape
+            groups.setdefault((h, w), []).append(eid)
+        fingerprint = spec.fingerprint
+        for (h, w), group in groups.items():
+            s = spec.stride
+            hl, wl = -(-h // s), -(-w // s)
+            out_ref = world.alloc((len(group), 4, hl, wl), np.float32)
+            out = world.view(out_ref)
+            images = [world.view(world.get_component(e, RGB).ref) for e in group]
+            if rt.tiled(h, w):
+                for i, img in enumerate(images):
+                    self._encode_tiled(session, spec, img, out[i], rt)
+            else:
+                rows, cols = pad_indices(h, hl * s - h), pad_indices(w, wl * s - w)
+                for part in _chunks(len(group), rt.per_run(hl * wl * s * s)):
+                    if rows.size == h and cols.size == w:  # no padding needed
+                        batch = np.stack(images[part])
+                    else:
+                        batch = np.stack([img[rows][:, cols] for img in images[part]])
+                    raw = run_session(session, _to_input(batch, spec))
+                    _check_shape(raw.shape, (len(batch), 4, hl, wl), spec, "encoder")
+                    out[part] = _to_latent(raw, spec)
+            for i, eid in enumerate(group):
+                world.add_component(eid, Latent4(ref=world.arena.subref(out_ref, i)))
+                world.add_component(eid, ImageInfo(height=h, width=w, model=spec.name, fingerprint=fingerprint))
+
+    @staticmethod
+    def _encode_tiled(session: Any, spec: ModelSpec, img: npt.NDArray[np.uint8], out: F32, rt: _Runtime) -> None:
+        """Encode one image window by window into ``out`` (4, hl, wl), keeping each window's core."""
+        s = spec.stride
+        h, w, _ = img.shape
+        hl, wl = out.shape[1], out.shape[2]
+        rows, cols = pad_indices(h, hl * s - h), pad_indices(w, wl * s - w)
+        tile, overlap = max(1, rt.tile_size // s), -(-rt.tile_overlap // s)
+        windows = [(r, c) for r in axis_windows(hl, tile, overlap) for c in axis_windows(wl, tile, overlap)]
+        wh, ww = windows[0][0].stop - windows[0][0].start, windows[0][1].stop - windows[0][1].start
+        for part in _chunks(len(windows), rt.per_run(wh * ww * s * s)):
+            todo = windows[part]
+            batch = np.stack(
+                [img[np.ix_(rows[r.start * s : r.stop * s], cols[c.start * s : c.stop * s])] for r, c in todo]
+            )
+            raw = run_session(session, _to_input(batch, spec))
+            _check_shape(raw.shape, (len(todo), 4, wh, ww), spec, "encoder")
+            for j, (r, c) in enumerate(todo):
+                out[:, r.core_start : r.core_stop, c.core_start : c.core_stop] = raw[
+                    j,
+                    :,
+                    r.core_start - r.start : r.core_stop - r.start,
+                    c.core_start - c.start : c.core_stop - c.start,
+                ]
+        out[...] = _to_latent(out, spec)
+
+
+@register_system
+class OnnxVAEDecode(_VAESystem):
+    """``Latent4 (+ ImageInfo) -> ReconRGB`` with an ONNX decoder.
+
+    The output is cropped to ``ImageInfo``'s size when the entity has one, else it is the full
+    ``stride * latent`` size. With ``model="default"`` the model named in ``ImageInfo`` is used
+    when it is known here (else one with the recorded fingerprint, else the default); a recorded
+    fingerprint that does not match the decoder raises :class:`ModelError` unless
+    ``verify_fingerprint=False``.
+    """
+
+    name = "OnnxVAEDecode"
+    mode = Mode.INVERSE
+
+    def __init__(
+        self,
+        model: str = "default",
+        *,
+        providers: str | Sequence[str] | None = None,
+        threads: int | None = None,
+        tile_size: int | None = None,
+        tile_overlap: int | None = None,
+        verify_fingerprint: bool = True,
+    ) -> None:
+        super().__init__(model, providers=providers, threads=threads, tile_size=tile_size, tile_overlap=tile_overlap)
+        self.verify_fingerprint = verify_fingerprint
+
+    def required_components(self) -> tuple[type[Component], ...]:
+        return (Latent4,)
+
+    def produced_components(self) -> tuple[type[Component], ...]:
+        return (ReconRGB,)
+
+    def inverse(self) -> System:
+        return OnnxVAEEncode(self.model)
+
+    def _spec_for(self, info: ImageInfo | None, cache: dict[tuple[str, str], ModelSpec]) -> ModelSpec:
+        key = (info.model, info.fingerprint) if info is not None else ("", "")
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        spec: ModelSpec | None = None
+        if self.model == "default" and info is not None and info.model:
+            try:
+                spec = get_model(info.model)
+            except ModelError:
+                spec = None
+            if spec is not None and info.fingerprint and not spec.matches(info.fingerprint):
+                spec = None
+            if spec is None and info.fingerprint:
+                spec = next((m for m in list_models() if m.matches(info.fingerprint)), None)
+            if spec is None:
+                raise ModelError(
+                    f"the latent was made by model {info.model!r} (decoder fingerprint {info.fingerprint or '?'}), "
+                    "which is not available here; install or register it (see vaerans_ecs.models), or pass "
+                    "model=... explicitly"
+                )
+        if spec is None:
+            spec = get_model(self.model)
+            if info is not None and self.verify_fingerprint:
+                spec.check_fingerprint(info.fingerprint, what=f"the latent (model {info.model!r})")
+        cache[key] = spec
+        return spec
+
+    def run(self, world: World, eids: Sequence[int]) -> None:
+        rt = self._runtime()
+        specs: dict[tuple[str, str], ModelSpec] = {}
+        groups: dict[tuple[ModelSpec, int, int, int, int], list[int]] = {}
+        for eid in eids:
+            lat = world.get_component(eid, Latent4).ref
+            info = world.get_component(eid, ImageInfo) if world.has_component(eid, ImageInfo) else None
+            spec = self._spec_for(info, specs)
+            s = spec.stride
+            hl, wl = lat.shape[1], lat.shape[2]
+            h, w = (info.height, info.width) if info is not None else (hl * s, wl * s)
+            if -(-h // s) != hl or -(-w // s) != wl:
+                raise ModelError(
+                    f"entity {eid}: a {hl}x{wl} latent of model {spec.name!r} (stride {s}) cannot decode to "
+                    f"the {h}x{w} image recorded in ImageInfo"
+                )
+            if h * w > rt.max_pixels:
+                raise ModelError(
+                    f"entity {eid}: {h}x{w} = {h * w} pixels exceeds [runtime] max_pixels = {rt.max_pixels}"
+                )
+            groups.setdefault((spec, hl, wl, h, w), []).append(eid)
+        for (spec, hl, wl, h, w), group in groups.items():
+            s = spec.stride
+            session = get_session(spec.decoder, rt.providers, rt.threads)
+            out_ref = world.alloc((len(group), h, w, 3), np.uint8)
+            out = world.view(out_ref)
+            latents = [world.view(world.get_component(e, Latent4).ref) for e in group]
+            if rt.tiled(h, w):
+                for i, z in enumerate(latents):
+                    self._decode_tiled(session, spec, z, out[i], rt)
+            else:
+                for part in _chunks(len(group), rt.per_run(hl * wl * s * s)):
+                    batch = _from_latent(np.stack(latents[part]), spec)
+                    y = run_session(session, batch)
+                    _check_shape(y.shape, (len(batch), 3, hl * s, wl * s), spec, "decoder")
+                    _to_uint8(y[:, :, :h, :w], spec, out[part])
+            for i, eid in enumerate(group):
+                world.add_component(eid, ReconRGB(ref=world.arena.subref(out_ref, i)))
+
+    @staticmethod
+    def _decode_tiled(session: Any, spec: ModelSpec, z: F32, out: npt.NDArray[np.uint8], rt: _Runtime) -> None:
+        """Decode one latent window by window into ``out`` (h, w, 3), blending overlaps, row by row."""
+        s = spec.stride
+        h, w, _ = out.shape
+        hl, wl = z.shape[1], z.shape[2]
+        width = wl * s
+        tile, overlap = max(1, rt.tile_size // s), -(-rt.tile_overlap // s)
+        ramp = 2 * overlap * s
+        rows, cols = axis_windows(hl, tile, overlap), axis_windows(wl, tile, overlap)
+        col_weights = [feather_weights(c, wl, s, ramp) for c in cols]
+        wh, ww = rows[0].stop - rows[0].start, cols[0].stop - cols[0].start
+        per_run = rt.per_run(wh * ww * s * s)
+        band_lo = 0  # first pixel row not yet written to `out`
+        acc = np.zeros((3, 0, width), dtype=np.float32)
+        wsum = np.zeros((0, width), dtype=np.float32)
+        for ri, r in enumerate(rows):
+            y0, y1 = r.start * s, r.stop * s
+            grow = y1 - band_lo - acc.shape[1]
+            if grow > 0:
+                acc = np.concatenate([acc, np.zeros((3, grow, width), dtype=np.float32)], axis=1)
+                wsum = np.concatenate([wsum, np.zeros((grow, width), dtype=np.float32)], axis=0)
+            wy = feather_weights(r, hl, s, ramp)
+            for part in _chunks(len(cols), per_run):
+                todo = cols[part]
+                batch = _from_latent(np.stack([z[:, r.start : r.stop, c.start : c.stop] for c in todo]), spec)
+                y = run_session(session, batch)
+                _check_shape(y.shape, (len(todo), 3, wh * s, ww * s), spec, "decoder")
+                for j, c in enumerate(todo):
+                    weight = wy[:, None] * col_weights[part.start + j][None, :]
+                    x0, x1 = c.start * s, c.stop * s
+                    acc[:, y0 - band_lo : y1 - band_lo, x0:x1] += y[j] * weight
+                    wsum[y0 - band_lo : y1 - band_lo, x0:x1] += weight
+            final = rows[ri + 1].start * s if ri + 1 < len(rows) else hl * s
+            n = final - band_lo
+            if n > 0:
+                stop = min(final, h)
+                if stop > band_lo:
+                    k = stop - band_lo
+                    _to_uint8((acc[:, :k, :w] / wsum[:k, :w]).astype(np.float32, copy=False), spec, out[band_lo:stop])
+                acc, wsum = acc[:, n:].copy(), wsum[n:].copy()
+                band_lo = final
