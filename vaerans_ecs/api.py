@@ -40,6 +40,7 @@ __all__ = [
     "compress_batch",
     "decompress",
     "decompress_batch",
+    "decode_streams",
     "encode_entities",
     "entity_to_bytes",
     "inspect",
@@ -80,6 +81,8 @@ def entity_to_bytes(world: World, eid: int) -> bytes:
     if not quantizers:
         raise VaeransError(f"entity {eid} was not quantized by QuantizeU8; nothing to serialize")
     quantizer = quantizers[-1]
+    # record the resolved model name ("default" may mean another model tomorrow)
+    history = [OnnxVAEEncode(model=info.model) if isinstance(s, OnnxVAEEncode) else s for s in history]
     fingerprint = bytes.fromhex(info.fingerprint) if info.fingerprint else b""
     return pack_stream(
         height=info.height,
@@ -259,11 +262,9 @@ def decompress(data: bytes, *, max_pixels: int | None = None) -> npt.NDArray[np.
     return decompress_batch([data], max_pixels=max_pixels)[0]
 
 
-def decompress_batch(streams: Iterable[bytes], *, max_pixels: int | None = None) -> list[npt.NDArray[np.uint8]]:
-    """Decode many streams sharing one World; streams with the same pipeline decode as a batch."""
-    cfg = get_config()
-    limit = max_pixels if max_pixels is not None else cfg.runtime.max_pixels
-    world = _new_world(cfg)
+def decode_streams(world: World, streams: Iterable[bytes], *, max_pixels: int | None = None) -> list[int]:
+    """Decode streams into ``world`` (ReconRGB on each returned entity); same pipelines batch together."""
+    limit = max_pixels if max_pixels is not None else get_config().runtime.max_pixels
     groups: dict[tuple[System, ...], list[int]] = {}
     order: list[int] = []
     for data in streams:
@@ -275,8 +276,14 @@ def decompress_batch(streams: Iterable[bytes], *, max_pixels: int | None = None)
         for system in chain:
             pipe = pipe | system
         pipe.run()
+    return order
+
+
+def decompress_batch(streams: Iterable[bytes], *, max_pixels: int | None = None) -> list[npt.NDArray[np.uint8]]:
+    """Decode many streams sharing one World; streams with the same pipeline decode as a batch."""
+    world = _new_world(get_config())
     out = []
-    for eid in order:
+    for eid in decode_streams(world, streams, max_pixels=max_pixels):
         recon = world.get_component(eid, ReconRGB)
         out.append(np.array(world.view(recon.ref), dtype=np.uint8, copy=True))
     world.clear()

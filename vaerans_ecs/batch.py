@@ -354,7 +354,8 @@ class _Item:
     error: str | None = None
 
 
-def _plan(job: JobConfig, ext: str, report_path: Path) -> tuple[list[_Item], list[str]]:
+def _plan(job: JobConfig, ext: str, report_path: Path, earlier: set[Path]) -> tuple[list[_Item], list[str]]:
+    """Inputs and their outputs. ``earlier``: outputs the manifest says this job wrote before."""
     found, unmatched = _expand_inputs(job.inputs)
     out_dir = _resolved(Path(job.output_dir))
     excluded = {_resolved(out_dir / MANIFEST_NAME), _resolved(report_path), _resolved(out_dir / LOCK_NAME)}
@@ -370,9 +371,14 @@ def _plan(job: JobConfig, ext: str, report_path: Path) -> tuple[list[_Item], lis
         except ValueError:
             rel = Path(inp.path.name)
         planned.append((inp, src, out_dir / rel.with_suffix(ext)))
-    # An existing file that another input will produce is an earlier output, not an input.
-    outputs = {_resolved(out) for inp, _, out in planned if inp.error is None}
-    kept = [(inp, src, out) for inp, src, out in planned if src not in outputs or src == _resolved(out)]
+    # A file this job wrote earlier, that another input produces again, is an output, not an input.
+    producers: dict[Path, set[Path]] = {}
+    for inp, src, out in planned:
+        if inp.error is None:
+            producers.setdefault(_resolved(out), set()).add(src)
+    kept = [
+        (inp, src, out) for inp, src, out in planned if not (src in earlier and producers.get(src, set()) - {src})
+    ]
     sources = {src for _, src, _ in kept}
     items: list[_Item] = []
     claimed: dict[Path, Path] = {}
@@ -604,6 +610,7 @@ class WorkerSetup:
     models: tuple[Any, ...]  # ModelSpecs registered in the job's process
     warm: tuple[str, ...]  # model names whose sessions are built up front
     decoders: bool  # also build decoder sessions
+    job_pid: int = 0  # the job's process (local workers exit when it dies)
 
 
 @dataclass(frozen=True)
@@ -638,17 +645,36 @@ _worker_token: str | None = None
 _worker_lock = threading.Lock()
 
 
-def _watch_parent() -> None:
-    """Exit when the process that started this worker dies (a killed job leaves no orphans)."""
-    parent = os.getppid()
+def _process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process took the pid
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no /proc: trust kill()
+        return True
+    return state not in ("Z", "X", "x")
+
+
+def _watch_job(pid: int) -> None:
+    """Exit when the job's process dies, so a killed job leaves no orphan workers behind.
+
+    (Forkserver workers are children of the fork server, which lives as long as they do, so the
+    parent pid alone does not tell.)
+    """
 
     def watch() -> None:
         while True:
             time.sleep(0.5)
-            if os.getppid() != parent:
+            if not _process_alive(pid):
                 os._exit(1)
 
-    threading.Thread(target=watch, name="vaerans-parent-watch", daemon=True).start()
+    threading.Thread(target=watch, name="vaerans-job-watch", daemon=True).start()
 
 
 def init_worker(setup: WorkerSetup, *, pool_worker: bool = True) -> None:
@@ -660,7 +686,7 @@ def init_worker(setup: WorkerSetup, *, pool_worker: bool = True) -> None:
     if pool_worker:
         with contextlib.suppress(ValueError):  # not the main thread: Ctrl-C is the job's to handle
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _watch_parent()
+        _watch_job(setup.job_pid)
     set_config(setup.config)
     for spec in setup.models:
         register_model(spec, replace_existing=True)
@@ -917,10 +943,6 @@ def _run_job(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VaeransError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
-    items, unmatched = _plan(job, ext, report_path)
-    for pattern in unmatched:
-        log.warning("job input %s matched no file", pattern)
-
     workers = job.workers
     threads = cfg.runtime.intra_op_threads
     worker_cfg = cfg
@@ -937,8 +959,8 @@ def _run_job(
         threads_per_worker=threads,
         parameters=params,
         started=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        unmatched=unmatched,
     )
+    items: list[_Item] = []
     results: dict[int, FileResult] = {}
     start = time.monotonic()
     done_now = 0
@@ -970,6 +992,10 @@ def _run_job(
         manifest = _Manifest(out_dir / MANIFEST_NAME)
         if not restart:
             manifest.load()
+        items, unmatched = _plan(job, ext, report_path, {_resolved(out_dir / rel) for rel in manifest.entries})
+        report.unmatched = unmatched
+        for pattern in unmatched:
+            log.warning("job input %s matched no file", pattern)
         _clean_temps({item.output.parent for item in items if item.output is not None})
         todo: list[tuple[_Item, int, int]] = []
         for item in items:
@@ -1057,6 +1083,7 @@ def _run_job(
             models=registered,
             warm=(model_name,) if model_name else (),
             decoders=job.operation == "roundtrip-eval",
+            job_pid=os.getpid(),
         )
         fmt = str(params.get("output_format", ""))
         try:

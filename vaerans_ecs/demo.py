@@ -26,7 +26,8 @@ def test_image(height: int = 384, width: int = 512) -> npt.NDArray[np.uint8]:
     img = np.stack([r, g, b], axis=-1)
     img[disc] = [230, 200, 40]
     img += np.random.default_rng(0).normal(0, 6, img.shape)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    out: npt.NDArray[np.uint8] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ default quantizer in front of an entropy coder), the Pipe inserts it and logs th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar
@@ -162,8 +163,9 @@ class Pipe:
             if lacking:
                 eid, comps = lacking
                 raise MissingComponentError(f"{system!r} cannot run on entity {eid}: lacks {_names(comps)}")
+            t0 = time.perf_counter()
             system.run(world, eids)
-            world.record(eids, system)
+            world.record(eids, system, time.perf_counter() - t0)
         self._state["done"] = True
         return self
 

@@ -304,6 +304,8 @@ def unpack_stream(data: bytes, *, max_pixels: int) -> tuple[StreamHeader, bytes,
         raise BitstreamError(f"stream declares a {channels}x{plane_h}x{plane_w} latent, too large for max_pixels")
     if channels == 0 or plane_h == 0 or plane_w == 0:
         raise BitstreamError("stream declares an empty latent plane")
+    if plane_h > height or plane_w > width:  # a latent is never larger than its image (stride >= 1)
+        raise BitstreamError(f"stream declares a {plane_h}x{plane_w} latent for a {height}x{width} image")
     quant = r.blob()
     payload = r.blob()
     if r.remaining():

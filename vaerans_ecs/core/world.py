@@ -54,6 +54,8 @@ class World:
         self._entities: dict[int, dict[type[Component], Component]] = {}
         self._by_type: dict[type[Component], dict[int, Component]] = {}
         self._history: dict[int, list[System]] = {}
+        #: (system name, batch size, seconds) of every system run through a Pipe, in order.
+        self.timings: list[tuple[str, int, float]] = []
 
     # -- entities -------------------------------------------------------------------------------
     def spawn(self, *components: Component) -> int:
@@ -188,8 +190,9 @@ class World:
                     return eid, [c for c in ctypes if not self.has_component(eid, c)]
         return None
 
-    def record(self, eids: Sequence[int], system: System) -> None:
-        """Append ``system`` to the processing history of ``eids`` (read by the serializer)."""
+    def record(self, eids: Sequence[int], system: System, seconds: float = 0.0) -> None:
+        """Append ``system`` to the history of ``eids`` (read by the serializer) and log its time."""
+        self.timings.append((system.name, len(eids), seconds))
         for eid in eids:
             self._history[eid].append(system)
 
@@ -206,4 +209,5 @@ class World:
         self._entities.clear()
         self._by_type.clear()
         self._history.clear()
+        self.timings.clear()
         self.arena.reset()

@@ -8,7 +8,7 @@ A codec is named by a spec string ``family[:key=value[:key=value...]]``:
     ``model`` (name or folder, default ``default``), ``wavelet`` (cdf53, haar, none), ``levels``,
     ``coder`` (a registered entropy coder: rans, range, zlib, lzma, ...); unset options come from
     the configuration, as for :func:`vaerans_ecs.compress`. Setting: quality 1-100. Per-stage
-    timings are measured on every system run (see :class:`StageTimer`).
+    timings come from ``World.timings`` (every system a Pipe runs), see :func:`stage_seconds`.
 ``jpeg``, ``webp``, ``avif``, ``jxl``
     Pillow encoders (AVIF: Pillow's built-in plugin when ``features.check("avif")``; JPEG XL: the
     ``pillow-jxl-plugin`` package). Setting: the encoder's ``quality``. Other options are passed to
@@ -24,14 +24,13 @@ from __future__ import annotations
 import io
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from vaerans_ecs.core.arena import Arena
-from vaerans_ecs.core.system import System
 from vaerans_ecs.core.world import World
 from vaerans_ecs.errors import VaeransError
 
@@ -42,10 +41,10 @@ __all__ = [
     "JpegCodec",
     "JxlCodec",
     "PillowCodec",
-    "StageTimer",
     "VaeransCodec",
     "WebpCodec",
     "parse_codec",
+    "stage_seconds",
 ]
 
 U8Image = npt.NDArray[np.uint8]
@@ -96,41 +95,25 @@ class Codec(ABC):
 # ----------------------------------------------------------------------------------------------
 # vaerans
 # ----------------------------------------------------------------------------------------------
-class StageTimer(World):
-    """A World that times every system a Pipe runs on it.
-
-    ``Pipe.run`` calls ``world.record(eids, system)`` right after ``system.run``; the time since
-    the previous mark (``start()`` or the previous record) is charged to that system's name.
-    The mark also covers building the Pipe, a few microseconds.
-    """
-
-    def __init__(self, arena: Arena | None = None) -> None:
-        super().__init__(arena)
-        self.stages: dict[str, float] = {}
-        self._mark = time.perf_counter()
-
-    def start(self) -> None:
-        """Forget earlier timings and set the mark to now."""
-        self.stages = {}
-        self._mark = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        """Charge the time since the mark to ``name`` (for work outside systems)."""
-        now = time.perf_counter()
-        self.stages[name] = self.stages.get(name, 0.0) + now - self._mark
-        self._mark = now
-
-    def record(self, eids: Sequence[int], system: System) -> None:
-        super().record(eids, system)
-        self.lap(system.name)
-
-
-def _new_world() -> StageTimer:
+def _new_world() -> World:
     from vaerans_ecs.config import get_config
 
     cfg = get_config()
     mib = 1 << 20
-    return StageTimer(Arena(cfg.arena.capacity_mb * mib, cfg.arena.max_capacity_mb * mib))
+    return World(Arena(cfg.arena.capacity_mb * mib, cfg.arena.max_capacity_mb * mib))
+
+
+def stage_seconds(world: World, total: float, before: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Per-stage seconds from ``world.timings`` (one entry per system run by a Pipe).
+
+    ``before`` are stages timed outside the pipes (listed first); whatever ``total`` leaves
+    unexplained (building pipes, serialization, copies) is reported as ``other``.
+    """
+    stages: dict[str, float] = dict(before or {})
+    for name, _n, seconds in getattr(world, "timings", []):
+        stages[name] = stages.get(name, 0.0) + float(seconds)
+    stages["other"] = max(total - sum(stages.values()), 0.0)
+    return stages
 
 
 class VaeransCodec(Codec):
@@ -197,15 +180,15 @@ class VaeransCodec(Codec):
 
         s = self._settings()
         world = _new_world()
-        world.start()
+        t0 = time.perf_counter()
         eid = world.spawn_image(img)
-        world.lap("spawn")
+        t1 = time.perf_counter()
         data = encode_entities(
             world, [eid], quality=quality, model=s["model"], wavelet=s["wavelet"], levels=s["levels"], coder=s["coder"]
         )[0]
-        world.lap("serialize")
+        stages = stage_seconds(world, time.perf_counter() - t0, {"spawn": t1 - t0})
         world.clear()
-        return data, world.stages
+        return data, stages
 
     def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
         from vaerans_ecs import api
@@ -218,17 +201,17 @@ class VaeransCodec(Codec):
             out = api.decompress(data)
             return out, {"decompress": time.perf_counter() - t0}
         world = _new_world()
-        world.start()
+        t0 = time.perf_counter()
         eid, decoders = spawn(world, data, get_config().runtime.max_pixels)
-        world.lap("parse")
+        t1 = time.perf_counter()
         pipe = world.pipe(eid)
         for system in decoders:
             pipe = pipe | system
         pipe.run()
         recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), dtype=np.uint8, copy=True)
-        world.lap("copy_out")
+        stages = stage_seconds(world, time.perf_counter() - t0, {"parse": t1 - t0})
         world.clear()
-        return recon, world.stages
+        return recon, stages
 
 
 # ----------------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ class Progress:
         frac = min(self.done / self.total, 1.0)
         elapsed = time.perf_counter() - self.t0
         eta = elapsed / frac * (1.0 - frac) if frac > 0 else 0.0
-        fill = int(round(frac * self.width))
+        fill = round(frac * self.width)
         line = (
             f"[{'#' * fill}{'.' * (self.width - fill)}] {self.done}/{self.total} {frac:4.0%} "
             f"{_clock(elapsed)} elapsed, ETA {_clock(eta)}  {text}"

@@ -68,6 +68,9 @@ def _dims(type_proto: Any) -> tuple[int, ...] | None:
 def _set_input_shapes(model: Any, shapes: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
     inits = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
+    unknown = set(shapes) - {i.name for i in inputs} - {""}
+    if unknown:
+        raise ModelError(f"no graph input named {sorted(unknown)}; inputs: {[i.name for i in inputs]}")
     used: dict[str, tuple[int, ...]] = {}
     for inp in inputs:
         shape = shapes.get(inp.name)
@@ -86,9 +89,6 @@ def _set_input_shapes(model: Any, shapes: Mapping[str, Sequence[int]]) -> dict[s
             proto.Clear()
             proto.dim_value = int(value)
         used[inp.name] = tuple(int(v) for v in shape)
-    unknown = set(shapes) - set(used) - {""}
-    if unknown:
-        raise ModelError(f"no graph input named {sorted(unknown)}; inputs: {[i.name for i in inputs]}")
     return used
 
 

@@ -26,9 +26,11 @@ over every quality of the grid.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import statistics
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,9 @@ def bd_table(
         for codec, pts in curves.items():
             row = table.setdefault(codec, {})
             row[ref] = {
-                "psnr": bd_rate([p["bpp"] for p in rc], [p["psnr"] for p in rc], [p["bpp"] for p in pts], [p["psnr"] for p in pts]),
+                "psnr": bd_rate(
+                    [p["bpp"] for p in rc], [p["psnr"] for p in rc], [p["bpp"] for p in pts], [p["psnr"] for p in pts]
+                ),
                 "ms_ssim": bd_rate(
                     [p["bpp"] for p in rc],
                     [p["ms_ssim_db"] for p in rc],
@@ -281,8 +285,7 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
         lines += [f"| codec | {head} |", "| --- |" + " --- |" * (2 * len(anchors))]
         for codec, row in bd.items():
             cells = " | ".join(
-                f"{_fmt(row.get(a, {}).get('psnr'), '+.1f', ' %')} | {_fmt(row.get(a, {}).get('ms_ssim'), '+.1f', ' %')}"
-                for a in anchors
+                f"{_fmt(row.get(a, {}).get(k), '+.1f', ' %')}" for a in anchors for k in ("psnr", "ms_ssim")
             )
             lines.append(f"| {codec} | {cells} |")
     else:
@@ -306,24 +309,31 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
         for codec, entry in stages.items():
             for direction, times in entry.items():
                 total = sum(times.values())
-                lines.append(f"**{codec}** {direction}: " + ", ".join(
-                    f"{n} {t * 1e3:.1f} ms ({100 * t / total:.0f} %)" if total > 0 else f"{n} {t * 1e3:.1f} ms"
-                    for n, t in times.items()
-                ))
+                lines.append(
+                    f"**{codec}** {direction}: "
+                    + ", ".join(
+                        f"{n} {t * 1e3:.1f} ms ({100 * t / total:.0f} %)" if total > 0 else f"{n} {t * 1e3:.1f} ms"
+                        for n, t in times.items()
+                    )
+                )
                 lines.append("")
     models = payload["models"]
     if models:
-        lines += ["## Model cost", "", "MACs per image pixel counted from the ONNX graphs (Conv, ConvTranspose, "
-                  "Gemm, MatMul, Einsum) after shape inference at the given input size.", ""]
+        lines += [
+            "## Model cost",
+            "",
+            "MACs per image pixel counted from the ONNX graphs (Conv, ConvTranspose, "
+            "Gemm, MatMul, Einsum) after shape inference at the given input size.",
+            "",
+        ]
         lines += ["| model | size | encoder MACs/px | decoder MACs/px |", "| --- | --- | --- | --- |"]
         for m in models:
             size = "x".join(str(v) for v in m.get("size", []))
             if "error" in m:
                 lines.append(f"| {m['model']} | {size} | n/a | n/a ({m['error']}) |")
             else:
-                lines.append(
-                    f"| {m['model']} | {size} | {m['encoder_macs_per_pixel']:,.0f} | {m['decoder_macs_per_pixel']:,.0f} |"
-                )
+                enc, dec = m["encoder_macs_per_pixel"], m["decoder_macs_per_pixel"]
+                lines.append(f"| {m['model']} | {size} | {enc:,.0f} | {dec:,.0f} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -341,6 +351,9 @@ def write_report(payload: dict[str, Any], out: str | Path, *, plots: bool = True
     files = {"json": folder / "results.json", "csv": folder / "results.csv", "summary": folder / "summary.md"}
     files["json"].write_text(json.dumps(_finite(payload), indent=1, allow_nan=False) + "\n")
     write_csv(results, files["csv"])
+    if plots and importlib.util.find_spec("matplotlib") is None:
+        print("plots skipped: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+        plots = False
     if plots:
         files["rd_psnr"] = folder / "rd_psnr.png"
         files["rd_msssim"] = folder / "rd_msssim.png"

@@ -131,7 +131,7 @@ def _channels(
 def mse(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     """Mean squared error over every pixel and channel."""
     x, y = _pair(a, b, "mse")
-    d = np.subtract(x, y, dtype=np.float64).ravel()
+    d: F64 = np.subtract(x, y, dtype=np.float64).ravel()
     return float(d @ d) / d.size
 
 
@@ -211,7 +211,7 @@ def ssim(a: npt.ArrayLike, b: npt.ArrayLike, data_range: float = 255.0, channels
     x, y = _pair(a, b, "ssim")
     xp, yp = _planes(x, y, channels, data_range, "ssim")
     s, _ = _ssim_cs(xp, yp, data_range)
-    return float(np.mean(s))
+    return float(s.mean())
 
 
 def _downsample2(x: F32) -> F32:

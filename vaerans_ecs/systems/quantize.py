@@ -723,6 +723,8 @@ class QuantizeU8(System):
     """Per-band uint8 quantizer: WaveletPyr / YUVW4 / Latent4 -> SymbolsU8 + QuantParams."""
 
     name: ClassVar[str] = "QuantizeU8"
+    #: Nothing: the stream's QuantParams side information carries all that decoding needs.
+    stream_fields: ClassVar[tuple[str, ...] | None] = ()
     config_fields: ClassVar[tuple[str, ...]] = (
         "quality",
         "step",

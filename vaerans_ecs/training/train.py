@@ -13,6 +13,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -167,8 +168,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         model.load_state_dict(state["model"])  # type: ignore[arg-type]
         ema.load_state_dict(state["ema"])  # type: ignore[arg-type]
         opt.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
-        it = int(state["step"])  # type: ignore[arg-type]
-        np_rng.bit_generator.state = state["np_rng"]
+        it = int(cast(int, state["step"]))
+        np_rng.bit_generator.state = cast(dict[str, Any], state["np_rng"])
         t_rng.set_state(state["torch_gen"])  # type: ignore[arg-type]
         torch.set_rng_state(state["torch_rng"])  # type: ignore[arg-type]
         say(f"resumed from {ckpt_path} at step {it}; total steps {cfg.steps}")

@@ -1,0 +1,31 @@
+"""Packaging: every subpackage is listed in pyproject, and the built-in models are found."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from vaerans_ecs.models import builtin_model_dirs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_subpackage_is_listed() -> None:
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "vaerans_ecs").rglob("__init__.py")
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+
+
+def test_builtin_models_have_both_files() -> None:
+    dirs = builtin_model_dirs()
+    assert dirs, "no built-in model found (models/<name>/encoder.onnx + decoder.onnx)"
+    for folder in dirs.values():
+        assert (folder / "encoder.onnx").is_file() and (folder / "decoder.onnx").is_file()
+        assert (folder / "decoder.onnx").stat().st_size < 10 * 2**20  # <= 10 MB per model file
