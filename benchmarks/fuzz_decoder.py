@@ -9,8 +9,9 @@ checksum sees forged data) and is fed to ``inspect`` and then to ``decompress`` 
 
 Outcome of each call: ``ok``, ``BitstreamError``, ``other VaeransError`` (ModelError & co.),
 ``BUG`` (any other exception: the decoder promises to raise only VaeransError subclasses), and
-independently ``slow`` (over ``--slow`` seconds) and ``alloc`` (tracemalloc peak over
-``--alloc-limit-mb``; measured on every ``--trace-every``-th input). Prints a table per mutation
+independently ``slow`` (over ``--slow`` seconds), ``alloc`` (tracemalloc peak over
+``--alloc-limit-mb``; measured on every ``--trace-every``-th input) and ``warn`` (a Python
+warning, e.g. numpy's RuntimeWarning on overflow, was emitted while decoding). Prints a table per mutation
 kind, a reproducer for each distinct bug (``--bugs-dir`` keeps the inputs), and the time per 1k
 inputs; ``--json`` writes it all::
 
@@ -32,6 +33,7 @@ import sys
 import time
 import tracemalloc
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +115,7 @@ def run_campaign(args: argparse.Namespace) -> dict[str, Any]:
     slow: list[dict[str, Any]] = []
     allocs: list[dict[str, Any]] = []
     peak_alloc = 0
+    warned: collections.Counter[str] = collections.Counter()
     traced = 0
     limit = args.alloc_limit_mb << 20
     seed_set = set(seeds)
@@ -130,9 +133,15 @@ def run_campaign(args: argparse.Namespace) -> dict[str, Any]:
             if trace:
                 tracemalloc.start()
             t0 = time.perf_counter()
-            out_i, det_i = classify(api.inspect, data)
-            out_d, det_d = classify(api.decompress, data)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out_i, det_i = classify(api.inspect, data)
+                out_d, det_d = classify(api.decompress, data)
             dt = time.perf_counter() - t0
+            if caught:
+                c["warn"] += 1
+                for w in caught:
+                    warned[f"{Path(w.filename).name}:{w.lineno}: {w.category.__name__}: {w.message}"] += 1
             if trace:
                 peak = tracemalloc.get_traced_memory()[1]
                 tracemalloc.stop()
@@ -168,12 +177,13 @@ def run_campaign(args: argparse.Namespace) -> dict[str, Any]:
         "alloc_limit_mb": args.alloc_limit_mb, "trace_every": args.trace_every, "traced": traced,
         "peak_alloc_mb": peak_alloc / 2**20, "seconds": elapsed, "seconds_per_1k": 1000 * elapsed / max(1, args.n),
         "counts": {k: dict(v) for k, v in counts.items()}, "bugs": list(bugs.values()), "slow": slow[:20],
-        "alloc_over_limit": allocs[:20], "python": platform.python_version(), "machine": platform.machine(),
+        "alloc_over_limit": allocs[:20], "warnings": dict(warned.most_common()),
+        "python": platform.python_version(), "machine": platform.machine(),
     }
 
 
 def print_table(res: dict[str, Any]) -> None:
-    cols = ["n", *OUTCOMES, "slow", "alloc", "inspect ok", "inspect BitstreamError", "inspect BUG"]
+    cols = ["n", *OUTCOMES, "slow", "alloc", "warn", "inspect ok", "inspect BitstreamError", "inspect BUG"]
     short = {"BitstreamError": "Bitstream", "other VaeransError": "otherVaer", "inspect ok": "insp.ok",
              "inspect BitstreamError": "insp.Bits", "inspect BUG": "insp.BUG"}
     head = f"{'kind':<12}" + "".join(f"{short.get(c, c):>10}" for c in cols)
@@ -196,6 +206,10 @@ def print_table(res: dict[str, Any]) -> None:
             print(f"      reproducer: vaerans_ecs.api.{b['target']}(bytes.fromhex('{b['hex']}'))")
     else:
         print("no bugs: only VaeransError subclasses escaped")
+    if res["warnings"]:
+        print("\nwarnings emitted while decoding forged streams (inputs still refused or decoded):")
+        for text, count in list(res["warnings"].items())[:8]:
+            print(f"  {count:>7}x {text}")
     for s in res["slow"][:5]:
         print(f"slow: {s['seconds']:.2f} s [{s['kind']}] {s['hex'][:120]}...")
     for a in res["alloc_over_limit"][:5]:
@@ -210,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kinds", default="", help=f"comma-separated mutation kinds (default all: {','.join(KINDS)})")
     p.add_argument("--max-pixels", type=int, default=1 << 16, help="[runtime] max_pixels (default 65536)")
     p.add_argument("--arena-mb", type=int, default=4, help="[arena] capacity_mb (default 4)")
-    p.add_argument("--alloc-limit-mb", type=int, default=64, help="tracemalloc peak limit (default 64)")
+    p.add_argument("--alloc-limit-mb", type=int, default=96,
+                   help="tracemalloc peak limit (default 96: the lzma baseline alone allocates a 64 MiB dictionary "
+                   "per decode, its encoder using preset 9)")
     p.add_argument("--trace-every", type=int, default=10, help="trace allocations of every k-th input (0: none)")
     p.add_argument("--slow", type=float, default=1.0, help="seconds above which an input counts as slow")
     p.add_argument("--progress", type=int, default=0, help="print progress every N inputs")

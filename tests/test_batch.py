@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from vaerans_ecs import api
-from vaerans_ecs.batch import MANIFEST_NAME, ProgressBar, load_job, run_job
+from vaerans_ecs.batch import KILL_AFTER_ENV, MANIFEST_NAME, ProgressBar, load_job, run_job
 from vaerans_ecs.config import JobConfig
 from vaerans_ecs.errors import ConfigError
 from vaerans_ecs.models import ModelSpec
@@ -52,9 +52,12 @@ def config_file(tmp_path_factory: pytest.TempPathFactory, synthetic_model: Model
     return cfg
 
 
-def run_batch(job: Path, config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "VAERANS_CONFIG": str(config), "PYTHONPATH": str(REPO), **(env or {})}
-    full_env.pop("VAERANS_BATCH_KILL_AFTER", None) if env is None else None
+def run_batch(
+    job: Path, config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "VAERANS_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    full_env.pop(KILL_AFTER_ENV, None)
+    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "vaerans_ecs", "batch", str(job), *args], cwd=job.parent, env=full_env,
         capture_output=True, text=True, timeout=120,
@@ -101,7 +104,7 @@ def test_kill_and_resume_gives_identical_outputs(tmp_path: Path, config_file: Pa
     ref = tmp_path / "ref.toml"
     ref.write_text(MINIMAL_JOB.replace('"out"', '"ref"').replace("workers = 2", "workers = 1"))
 
-    res = run_batch(job, config_file, "--no-progress", env={"VAERANS_BATCH_KILL_AFTER": "3"})
+    res = run_batch(job, config_file, "--no-progress", env={KILL_AFTER_ENV: "3"})
     assert res.returncode == -signal.SIGKILL, res.stderr
     done = sorted(p.name for p in (tmp_path / "out").glob("*.vae"))
     assert len(done) == 3
@@ -216,7 +219,7 @@ def test_load_job_merges_other_tables(tmp_path: Path, synthetic_model: ModelSpec
     job, cfg = load_job(job_file)
     assert cfg.codec.levels == 2 and job.output_dir == tmp_path / "o"
     job_file.write_text('[job]\ninputs = ["in/*.png"]\noutput_dir = "o"\nquality = 40\ntarget_bpp = 1\n')
-    with pytest.raises(ConfigError, match="j.toml"):
+    with pytest.raises(ConfigError, match=r"j\.toml"):
         load_job(job_file)
     job_file.write_text('[codec]\nlevels = 2\n')
     with pytest.raises(ConfigError, match=r"\[job\]"):

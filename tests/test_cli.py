@@ -121,6 +121,7 @@ def test_usage_errors_exit_2_and_version(tmp_path: Path, config_file: Path) -> N
         ["decompress", "a.vae", "--format", "nosuchformat"],
         ["batch"],
         ["batch", "job.toml", "--workers", "0"],
+        ["batch", "no-such-job.toml"],
     ],
 )
 def test_usage_errors_in_process(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,14 +130,20 @@ def test_usage_errors_in_process(argv: list[str], tmp_path: Path, monkeypatch: p
 
 
 def test_help_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
     for cmd in ([], ["compress"], ["decompress"], ["info"], ["batch"], ["models"]):
         assert main([*cmd, "--help"]) == 0
         assert "usage:" in capsys.readouterr().out
+    logger = logging.getLogger("vaerans_ecs")
+    assert logger.propagate and not logger.handlers  # main() leaves logging as it found it
 
 
-def test_overwrite_refusal_and_force(tmp_path: Path, synthetic_model: ModelSpec, capsys: pytest.CaptureFixture[str]) -> None:
+def test_overwrite_refusal_and_force(
+    tmp_path: Path, synthetic_model: ModelSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
     Image.fromarray(_image(3)).save(tmp_path / "p.png")
-    src, out = str(tmp_path / "p.png"), str(tmp_path / "p.vae")
+    src = str(tmp_path / "p.png")
     (tmp_path / "p.vae").write_bytes(b"precious")
     assert main(["compress", src, "--model", synthetic_model.name]) == 1
     err = capsys.readouterr().err
@@ -167,7 +174,9 @@ def test_bad_inputs_are_reported_and_others_done(
     assert "Traceback" in capsys.readouterr().err
 
 
-def test_target_bpp_and_stdout(tmp_path: Path, synthetic_model: ModelSpec, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+def test_target_bpp_and_stdout(
+    tmp_path: Path, synthetic_model: ModelSpec, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
     Image.fromarray(_image(5, 64, 64)).save(tmp_path / "t.png")
     assert main(["compress", str(tmp_path / "t.png"), "--target-bpp", "1.0", "--model", synthetic_model.name,
                  "-o", "-"]) == 0

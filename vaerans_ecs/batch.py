@@ -34,6 +34,9 @@ How a job behaves:
 * **Report**: JSON (default ``<output_dir>/report.json``): per file status, bytes, bpp, seconds,
   error (and PSNR for ``roundtrip-eval``), plus totals; :meth:`JobReport.summary` is one line.
 
+Testing hook: with the environment variable ``VAERANS_BATCH_KILL_AFTER=N`` the job's process
+SIGKILLs itself right after its N-th output is in place (to test resuming).
+
 Operations: ``compress`` (image -> ``.vae``), ``decompress`` (``.vae`` -> image in
 ``output_format``), ``roundtrip-eval`` (image -> ``.vae`` written, decoded again in memory, PSNR
 against the input recorded). Images are read with Pillow (first frame, EXIF orientation applied)
@@ -668,6 +671,9 @@ def _watch_job(pid: int) -> None:
     parent pid alone does not tell.)
     """
 
+    if not pid or sys.platform == "win32":  # os.kill(pid, 0) would terminate it on Windows
+        return
+
     def watch() -> None:
         while True:
             time.sleep(0.5)
@@ -903,6 +909,9 @@ def run_job(
     are in the report; errors of the job itself (bad model, unwritable output folder, output
     format Pillow cannot write) raise :class:`VaeransError`. On ``KeyboardInterrupt`` the running
     files finish, the report is written (``interrupted``) and the interrupt is re-raised.
+
+    Local workers are started with the ``forkserver`` method (``spawn`` where there is none), so a
+    script calling this must keep its top-level code under ``if __name__ == "__main__":``.
     """
     cfg = config if config is not None else get_config()
     with _using_config(cfg):
@@ -911,14 +920,16 @@ def run_job(
 
 def _job_parameters(job: JobConfig, cfg: Config) -> tuple[dict[str, Any], str, str]:
     """Parameters that decide the output bytes, the resolved model name, and the output extension."""
+    from vaerans_ecs import __version__
     from vaerans_ecs.models import get_model
 
     if job.operation == "decompress":
         fmt, ext = pillow_save_format(job.output_format)
-        return {"operation": job.operation, "output_format": fmt}, "", ext
+        return {"operation": job.operation, "output_format": fmt, "version": __version__}, "", ext
     spec = get_model(job.model or "default")
     params: dict[str, Any] = {
         "operation": job.operation,
+        "version": __version__,
         "model": spec.name,
         "fingerprint": spec.fingerprint,
         "quality": None if job.target_bpp is not None else (job.quality or cfg.codec.quality),
@@ -1152,6 +1163,13 @@ def _make_runner(job: JobConfig, setup: WorkerSetup, workers: int) -> Runner:
     return _LocalRunner(setup, workers)
 
 
+_DIED = "a worker process died while this file was in flight (rerun the job to retry)"
+_NO_START = (
+    "the worker processes died before finishing any file; when run_job is called from a script, "
+    "the script must guard its code with 'if __name__ == \"__main__\":' (worker processes import it)"
+)
+
+
 def _drive(
     runner: Runner,
     todo: Sequence[tuple[_Item, int, int]],
@@ -1170,6 +1188,7 @@ def _drive(
     queue = collections.deque(todo)
     running: dict[Any, tuple[_Item, int, int]] = {}
     broken = False
+    finished_any = False
 
     def submit_more() -> bool:
         """Fill the pipeline; False when the pool turned out to be broken."""
@@ -1198,10 +1217,11 @@ def _drive(
                 res = runner.result(future)
             except BrokenProcessPool:
                 broken = True
-                fail(item, "a worker process died while this file was in flight (rerun the job to retry)", size=size)
+                fail(item, _DIED if finished_any else _NO_START, size=size)
             except Exception as exc:
                 fail(item, f"the worker failed: {type(exc).__name__}: {exc}", traceback.format_exc(), size)
             else:
+                finished_any = True
                 finish(item, size, mtime, res)
             progress(str(item.input))
         if broken:

@@ -18,20 +18,19 @@ input is never overwritten and an existing output only with ``--force``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from vaerans_ecs.errors import ConfigError, ModelError, VaeransError
 
 __all__ = ["main"]
-
-log = logging.getLogger("vaerans_ecs")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -175,22 +174,33 @@ def _build_parser() -> _Parser:
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _setup_logging(verbosity: int) -> None:
+@contextlib.contextmanager
+def _cli_logging(verbosity: int) -> Iterator[None]:
+    """Log records of vaerans_ecs go to stderr as ``warning: ...`` (``-v``: info, ``-vv``: debug).
+
+    The logger's previous state is restored afterwards (``main`` may be called in-process).
+    """
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    root = logging.getLogger("vaerans_ecs")
-    for old in list(root.handlers):
-        if getattr(old, "_vaerans_cli", False):
-            root.removeHandler(old)
-    handler._vaerans_cli = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
-    logging.addLevelName(logging.WARNING, "warning")
-    logging.addLevelName(logging.ERROR, "error")
-    logging.addLevelName(logging.INFO, "info")
-    logging.addLevelName(logging.DEBUG, "debug")
+    handler.setFormatter(_LowercaseLevelFormatter("%(levelname)s: %(message)s"))
+    logger = logging.getLogger("vaerans_ecs")
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+class _LowercaseLevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        prefix = f"{record.levelname}: "
+        return prefix.lower() + text[len(prefix) :] if text.startswith(prefix) else text
 
 
 class _Reporter:
@@ -549,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         split = _split_eval(args_list)
         if split is not None:
-            _setup_logging(split[1])
-            return _cmd_eval(*split)
+            with _cli_logging(split[1]):
+                return _cmd_eval(*split)
         try:
             args = parser.parse_args(args_list)
         except SystemExit as exc:  # --help and --version
@@ -558,8 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        _setup_logging(args.verbose)
-        status: int = args.func(args)
+        with _cli_logging(args.verbose):
+            status: int = args.func(args)
         return status
     except _UsageError as exc:
         print(f"{exc}", file=sys.stderr)

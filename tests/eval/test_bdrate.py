@@ -61,3 +61,10 @@ def test_clean_curve_drops_invalid_and_dominated_points() -> None:
     assert bd_rate([RATES[i] for i in order], [PSNR[i] for i in order], [0.8 * r for r in RATES], PSNR) == (
         pytest.approx(-20.0, abs=1e-9)
     )
+
+
+def test_quality_overlap() -> None:
+    from vaerans_ecs.eval.bdrate import quality_overlap
+
+    assert quality_overlap(RATES, PSNR, RATES, [p + 2.0 for p in PSNR]) == (28.0, 34.7)
+    assert quality_overlap([0.1, 0.2], [20.0, 22.0], [0.5, 0.6], [30.0, 31.0]) is None

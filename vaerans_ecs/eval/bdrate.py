@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.interpolate import PchipInterpolator
 
-__all__ = ["bd_quality", "bd_rate", "clean_curve"]
+__all__ = ["bd_quality", "bd_rate", "clean_curve", "quality_overlap"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -59,6 +59,21 @@ def _mean_over(x1: F64, y1: F64, x2: F64, y2: F64) -> float:
     f1 = PchipInterpolator(x1, y1, extrapolate=False)
     f2 = PchipInterpolator(x2, y2, extrapolate=False)
     return float((f2.integrate(lo, hi) - f1.integrate(lo, hi)) / (hi - lo))
+
+
+def quality_overlap(
+    rate_ref: Sequence[float],
+    quality_ref: Sequence[float],
+    rate_test: Sequence[float],
+    quality_test: Sequence[float],
+) -> tuple[float, float] | None:
+    """The quality interval both cleaned curves cover (what :func:`bd_rate` integrates over), or None."""
+    _, q1 = clean_curve(rate_ref, quality_ref)
+    _, q2 = clean_curve(rate_test, quality_test)
+    if q1.size < 2 or q2.size < 2:
+        return None
+    lo, hi = max(float(q1[0]), float(q2[0])), min(float(q1[-1]), float(q2[-1]))
+    return (lo, hi) if hi > lo else None
 
 
 def bd_rate(

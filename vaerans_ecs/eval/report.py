@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vaerans_ecs.eval.bdrate import bd_rate
+from vaerans_ecs.eval.bdrate import bd_rate, quality_overlap
 from vaerans_ecs.systems.metrics import ms_ssim_db
 
 __all__ = [
@@ -110,27 +110,22 @@ def _anchor(curves: Mapping[str, Any], results: Sequence[Mapping[str, Any]], fam
 
 def bd_table(
     curves: Mapping[str, Sequence[Mapping[str, Any]]], results: Sequence[Mapping[str, Any]]
-) -> dict[str, dict[str, dict[str, float]]]:
-    """``{codec: {anchor: {"psnr": %, "ms_ssim": %}}}`` for each anchor present in the run."""
-    table: dict[str, dict[str, dict[str, float]]] = {}
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{codec: {anchor: {"psnr": %, "ms_ssim": %, "psnr_overlap": [lo, hi], ...}}}`` per anchor present."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
     for family, _ in ANCHORS:
         ref = _anchor(curves, results, family)
         if ref is None:
             continue
         rc = curves[ref]
         for codec, pts in curves.items():
-            row = table.setdefault(codec, {})
-            row[ref] = {
-                "psnr": bd_rate(
-                    [p["bpp"] for p in rc], [p["psnr"] for p in rc], [p["bpp"] for p in pts], [p["psnr"] for p in pts]
-                ),
-                "ms_ssim": bd_rate(
-                    [p["bpp"] for p in rc],
-                    [p["ms_ssim_db"] for p in rc],
-                    [p["bpp"] for p in pts],
-                    [p["ms_ssim_db"] for p in pts],
-                ),
-            }
+            cell: dict[str, Any] = {}
+            for metric, key in (("psnr", "psnr"), ("ms_ssim", "ms_ssim_db")):
+                args = ([p["bpp"] for p in rc], [p[key] for p in rc], [p["bpp"] for p in pts], [p[key] for p in pts])
+                cell[metric] = bd_rate(*args)
+                span = quality_overlap(*args)
+                cell[f"{metric}_overlap"] = list(span) if span is not None else None
+            table.setdefault(codec, {})[ref] = cell
     return table
 
 
@@ -288,6 +283,16 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
                 f"{_fmt(row.get(a, {}).get(k), '+.1f', ' %')}" for a in anchors for k in ("psnr", "ms_ssim")
             )
             lines.append(f"| {codec} | {cells} |")
+        lines += ["", "Quality range each BD-rate integrates over (PSNR dB; MS-SSIM dB):", ""]
+        lines += [f"| codec | {' | '.join(f'vs {a} PSNR | vs {a} MS-SSIM' for a in anchors)} |"]
+        lines += ["| --- |" + " --- |" * (2 * len(anchors))]
+        for codec, row in bd.items():
+            spans = []
+            for a in anchors:
+                for k in ("psnr_overlap", "ms_ssim_overlap"):
+                    span = row.get(a, {}).get(k)
+                    spans.append(f"{span[0]:.2f} - {span[1]:.2f}" if span else "none")
+            lines.append(f"| {codec} | {' | '.join(spans)} |")
     else:
         lines.append("No anchor codec (jpeg, webp) in this run.")
     lines += ["", "## Speed", ""]

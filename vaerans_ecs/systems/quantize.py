@@ -17,7 +17,7 @@ Symbols and zero points
     not fit 256 levels is first tried with DPCM (low-pass band only), then its step is widened by
     the smallest integer factor that makes it fit.
 
-Anchors (needs a ``QuantParams.anchors`` field; without it every anchor is 0)
+Anchors (``QuantParams.anchors``; empty means every anchor is 0)
     One integer per band added back after decoding: for a DPCM band the value its first
     coefficient is predicted from (so an LL band at 1e4 costs no widening), for a plain band an
     offset used when its values fit 256 levels but not ``[-255, 255]``.
@@ -111,7 +111,6 @@ MED_MAX_SIZE: Final = 1024
 _MAX_FACTOR: Final = 1 << 48
 _FORMAT_VERSION: Final = 1
 _BAND_NAME = re.compile(r"^(LL|HL|LH|HH)\d+$")
-_HAS_ANCHORS: Final = "anchors" in QuantParams.model_fields
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -508,7 +507,7 @@ def _encode_chunk(
 ) -> _Rows:
     n_rows = x.shape[0]
     nb = len(bands)
-    use_anchor = _HAS_ANCHORS
+    use_anchor = True
     sizes = np.array([b.size for b in bands], dtype=np.int64)
     offsets = np.array([b.offset for b in bands], dtype=np.int64)
     nonempty = sizes > 0
@@ -653,8 +652,7 @@ def _decode_chunk(
 # QuantParams helpers
 # ----------------------------------------------------------------------------------------------
 def _params_anchors(params: QuantParams) -> tuple[int, ...]:
-    anchors: tuple[int, ...] = tuple(getattr(params, "anchors", ()) or ())
-    return anchors or (0,) * len(params.steps)
+    return params.anchors or (0,) * len(params.steps)
 
 
 def _make_params(
@@ -667,20 +665,16 @@ def _make_params(
     wavelet: str,
     levels: int,
 ) -> QuantParams:
-    kwargs: dict[str, Any] = {
-        "steps": tuple(float(s) for s in steps),
-        "zeros": tuple(int(z) for z in zeros),
-        "dpcm": tuple(bool(d) for d in dpcm),
-        "recon": tuple(float(v) for v in recon),
-        "source": source,
-        "wavelet": wavelet,
-        "levels": int(levels),
-    }
-    if _HAS_ANCHORS:
-        kwargs["anchors"] = tuple(int(a) for a in anchors)
-    elif any(anchors):
-        raise VaeransError("this QuantParams has no 'anchors' field; DPCM anchors must be 0")
-    return QuantParams(**kwargs)
+    return QuantParams(
+        steps=tuple(float(s) for s in steps),
+        zeros=tuple(int(z) for z in zeros),
+        dpcm=tuple(bool(d) for d in dpcm),
+        recon=tuple(float(v) for v in recon),
+        source=source,
+        wavelet=wavelet,
+        levels=int(levels),
+        anchors=tuple(int(a) for a in anchors) if any(anchors) else (),  # canonical: () means all 0
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1146,8 +1140,6 @@ def unpack_quant_params(
         steps = _compose(float(base32), np.tile(weights, n_channels), np.tile(gains, n_channels), factors)
     if not np.all(np.isfinite(steps) & (steps > 0)):
         raise BitstreamError("quantizer side information: step out of range")
-    if any(anchors) and not _HAS_ANCHORS:
-        raise BitstreamError("quantizer side information has anchors this version's QuantParams cannot hold")
     try:
         return _make_params(steps.tolist(), zeros, dpcm, recon, anchors, source, wavelet, levels)
     except VaeransError as exc:  # pragma: no cover - every field was range-checked above
