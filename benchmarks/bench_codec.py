@@ -93,7 +93,8 @@ def main() -> int:
         print(f"\n{phase}: median ms per image by stage")
         for name, v in sorted(med.items(), key=lambda kv: -kv[1]):
             print(f"  {name:<18} {v:8.2f}")
-        print(f"  {'VAE total':<18} {vae:8.2f}\n  {'non-VAE total':<18} {rest:8.2f}  ({100 * rest / (vae + rest):.1f} %)")
+        print(f"  {'VAE total':<18} {vae:8.2f}")
+        print(f"  {'non-VAE total':<18} {rest:8.2f}  ({100 * rest / (vae + rest):.1f} %)")
     write_json(args.json, {"model": spec.name, "fingerprint": spec.fingerprint, "images": len(images),
                            "rate": rows, "timing": split})
     return 0

@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.height}x{args.width} RGB = {img:.0f} MiB raw; model {results[0]['model']}, quality {args.quality}, "
           f"tile_size {results[0]['tile_size']} (+{results[0]['tile_overlap']} overlap), "
           f"stream {results[0]['stream_bytes']} bytes ({results[0]['bpp']:.3f} bpp)")
-    print(f"{'phase':<11}{'seconds':>9}{'baseline':>10}{'peak RSS':>10}{'above':>9}{'above-img':>10}{'tracemalloc':>12}")
+    head = ("phase", "seconds", "baseline", "peak RSS", "above", "above-img", "tracemalloc")
+    print(f"{head[0]:<11}{head[1]:>9}{head[2]:>10}{head[3]:>10}{head[4]:>9}{head[5]:>10}{head[6]:>12}")
     for r in results:
         above_img = r["above_baseline_mib"] - (img if r["phase"] == "decompress" else 0.0)
         tm = f"{r['tracemalloc_peak_mib']:.0f}" if r["tracemalloc_peak_mib"] is not None else "-"

@@ -31,8 +31,8 @@ import platform
 import random
 import sys
 import time
-import tracemalloc
 import traceback
+import tracemalloc
 import warnings
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ def classify(fn: Any, data: bytes) -> tuple[str, str]:
         return "BitstreamError", ""
     except VaeransError as exc:
         return "other VaeransError", type(exc).__name__
-    except Exception as exc:  # noqa: BLE001 - anything else is what we hunt for
+    except Exception as exc:  # anything else is what we hunt for
         tb = traceback.extract_tb(exc.__traceback__)
         where = f"{Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else "?"
         return "BUG", f"{type(exc).__name__} at {where}: {str(exc)[:160]}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -45,7 +47,7 @@ def test_psnr_rises_with_quality(synthetic_model: ModelSpec) -> None:
         results.append((len(data), psnr(vaerans_ecs.decompress(data), img)))
     sizes, psnrs = zip(*results, strict=True)
     assert list(sizes) == sorted(sizes) and len(set(sizes)) == len(sizes)
-    assert all(b > a for a, b in zip(psnrs, psnrs[1:], strict=False)), psnrs
+    assert all(b > a for a, b in itertools.pairwise(psnrs)), psnrs
 
 
 @pytest.mark.parametrize("target", [0.1, 0.3])

@@ -241,7 +241,14 @@ def _spawn_stream(world: World, data: bytes, max_pixels: int) -> tuple[int, list
     for system in systems:
         if isinstance(system, OnnxVAEEncode):
             model_name = system.model
-            get_model(system.model).check_fingerprint(header.fingerprint.hex())
+            spec = get_model(system.model)
+            spec.check_fingerprint(header.fingerprint.hex())
+            expect = (-(-header.height // spec.stride), -(-header.width // spec.stride))
+            if (header.plane_h, header.plane_w) != expect:
+                raise BitstreamError(
+                    f"stream declares a {header.plane_h}x{header.plane_w} latent for a {header.height}x"
+                    f"{header.width} image; model {spec.name!r} (stride {spec.stride}) makes {expect[0]}x{expect[1]}"
+                )
     try:
         bits = ANSBitstream(
             data=payload, coder=systems[-1].coder, channels=header.channels, height=header.plane_h,

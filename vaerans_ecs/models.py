@@ -290,8 +290,16 @@ def _config_spec(name: str, cfg: Any, source: Any) -> ModelSpec:
     return _spec_from_files(name, cfg.encoder, cfg.decoder, str(source) if source else "<config>", overrides)
 
 
+def _is_dir(name: str) -> bool:
+    """``Path(name).expanduser().is_dir()`` that treats unusable names (too long, ~nouser) as False."""
+    try:
+        return Path(name).expanduser().is_dir()
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def _looks_like_path(name: str) -> bool:
-    return os.sep in name or "/" in name or name.startswith((".", "~")) or Path(name).is_dir()
+    return os.sep in name or "/" in name or name.startswith((".", "~")) or _is_dir(name)
 
 
 def _path_spec(folder: Path) -> ModelSpec:
@@ -361,7 +369,7 @@ def get_model(name: str | os.PathLike[str] = "default") -> ModelSpec:
     builtin = builtin_model_dirs().get(name)
     if builtin is not None:
         return _spec_from_files(name, builtin / ENCODER_FILE, builtin / DECODER_FILE, "builtin")
-    if _looks_like_path(name) and Path(name).expanduser().is_dir():
+    if _looks_like_path(name) and _is_dir(name):
         return _path_spec(Path(name))
     raise _unknown(name)
 

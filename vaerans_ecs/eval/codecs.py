@@ -116,6 +116,10 @@ def stage_seconds(world: World, total: float, before: Mapping[str, float] | None
     return stages
 
 
+#: Wavelets the API accepts (``vaerans_ecs.api``).
+WAVELETS: tuple[str, ...] = ("cdf53", "haar", "none")
+
+
 class VaeransCodec(Codec):
     """Our pipeline; options ``model``, ``wavelet``, ``levels``, ``coder`` (see the module doc)."""
 
@@ -155,7 +159,10 @@ class VaeransCodec(Codec):
             get_model(self.model)
         except VaeransError as exc:
             return f"model {self.model!r} is not available: {exc}"
-        coder = self._settings()["coder"]
+        settings = self._settings()
+        if settings["wavelet"] not in WAVELETS:
+            return f"unknown wavelet {settings['wavelet']!r}; use one of {', '.join(WAVELETS)}"
+        coder = settings["coder"]
         if coder not in coder_names():
             return f"entropy coder {coder!r} is not registered (known: {', '.join(coder_names())})"
         return None

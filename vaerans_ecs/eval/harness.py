@@ -14,7 +14,6 @@ image (name order).
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 import time
@@ -242,6 +241,7 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> dict[
     """Run the evaluation; returns the results payload (see :mod:`vaerans_ecs.eval.report`)."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
     t_start = time.perf_counter()
+    load_start = _load_avg()
     codecs: list[Codec] = []
     labels: set[str] = set()
     for spec in cfg.codecs:
@@ -285,7 +285,7 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> dict[
     models = _model_costs([c for c, _ in active], cfg.macs_size, say)
     elapsed = time.perf_counter() - t_start
     return {
-        "meta": _meta(cfg, images, elapsed),
+        "meta": {**_meta(cfg, images, elapsed), "load_avg": load_start, "load_avg_end": _load_avg()},
         "codecs": info,
         "models": models,
         "results": [r.to_dict() for r in results],
@@ -311,6 +311,11 @@ def _meta(cfg: EvalConfig, images: Sequence[tuple[str, U8Image]], elapsed: float
         "cpus": os.cpu_count(),
         "numpy": np.__version__,
         "pillow": PIL.__version__,
-        "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "finite": bool(math.isfinite(elapsed)),
     }
+
+
+def _load_avg() -> list[float] | None:
+    """1, 5 and 15 minute load averages (None where the OS has none)."""
+    import os
+
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None

@@ -235,6 +235,10 @@ def _fmt(v: Any, spec: str = ".2f", unit: str = "") -> str:
     return f"{v:{spec}}{unit}"
 
 
+def _loads(values: Any) -> str:
+    return "n/a" if not values else ", ".join(f"{v:.1f}" for v in values)
+
+
 def summary_markdown(payload: Mapping[str, Any]) -> str:
     """The ``summary.md`` text."""
     meta = payload["meta"]
@@ -245,7 +249,8 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
         f"- data: `{meta['data']}`, {len(meta['images'])} images, {meta['repeats']} repeat(s) per point "
         f"(times are medians), warm-up run per codec: {meta['warmup']}",
         f"- machine: {meta['platform']}, {meta['cpus']} CPUs, Python {meta['python']}, Pillow {meta['pillow']}; "
-        f"load average at start {meta.get('load_avg')}",
+        f"load average (1, 5, 15 min) at start {_loads(meta.get('load_avg'))}, "
+        f"at end {_loads(meta.get('load_avg_end'))}",
         f"- date {meta['date']}, total run time {meta['elapsed_s']:.1f} s",
         "",
         "## Codecs",

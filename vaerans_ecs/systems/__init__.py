@@ -3,6 +3,7 @@
 from vaerans_ecs.core.serialization import stream_code
 from vaerans_ecs.systems.entropy import ANSDecode, ANSEncode
 from vaerans_ecs.systems.hadamard import Hadamard4
+from vaerans_ecs.systems.metrics import ComputeResidual, GaussianBlur, Metrics
 from vaerans_ecs.systems.quantize import Dequantize, QuantizeU8
 from vaerans_ecs.systems.vae import OnnxVAEDecode, OnnxVAEEncode
 from vaerans_ecs.systems.wavelet import WaveletCDF53, WaveletHaar
@@ -10,6 +11,9 @@ from vaerans_ecs.systems.wavelet import WaveletCDF53, WaveletHaar
 __all__ = [
     "ANSDecode",
     "ANSEncode",
+    "ComputeResidual",
+    "GaussianBlur",
+    "Metrics",
     "Dequantize",
     "Hadamard4",
     "OnnxVAEDecode",

@@ -321,7 +321,8 @@ class LzmaCoder(_ByteCoder):
         return lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, preset=9)
 
     def _decompressor(self) -> Any:
-        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        # a forged header could otherwise ask for a dictionary of up to 4 GiB
+        return lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=128 << 20)
 
 
 # ----------------------------------------------------------------------------- systems

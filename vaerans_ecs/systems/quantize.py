@@ -1138,7 +1138,7 @@ def unpack_quant_params(
         raise BitstreamError("quantizer side information has trailing data")
     with np.errstate(over="ignore"):
         steps = _compose(float(base32), np.tile(weights, n_channels), np.tile(gains, n_channels), factors)
-    if not np.all(np.isfinite(steps) & (steps > 0)):
+    if not np.all(np.isfinite(steps) & (steps > 0) & (steps < 1e30)):
         raise BitstreamError("quantizer side information: step out of range")
     try:
         return _make_params(steps.tolist(), zeros, dpcm, recon, anchors, source, wavelet, levels)

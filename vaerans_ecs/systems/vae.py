@@ -148,6 +148,7 @@ def _to_uint8(y: F32, spec: ModelSpec, out: npt.NDArray[np.uint8]) -> None:
     """(N, 3, H, W) (or (3, H, W)) model output -> ``out`` (N, H, W, 3) (or (H, W, 3)) uint8, clipped and rounded."""
     lo, hi = spec.input_range
     v = np.clip(y, np.float32(lo), np.float32(hi))
+    np.nan_to_num(v, copy=False, nan=lo)  # forged latents can drive a decoder to NaN
     if lo != 0.0:
         v -= np.float32(lo)
     v *= np.float32(255.0 / (hi - lo))
