@@ -25,7 +25,7 @@ def test_image(height: int = 384, width: int = 512) -> npt.NDArray[np.uint8]:
     disc = (x - width * 0.6) ** 2 + (y - height * 0.4) ** 2 < (min(height, width) / 5) ** 2
     img = np.stack([r, g, b], axis=-1)
     img[disc] = [230, 200, 40]
-    img += np.random.default_rng(0).normal(0, 6, img.shape)
+    img += np.random.default_rng(0).normal(0, 2, img.shape)  # mild sensor-like noise
     out: npt.NDArray[np.uint8] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return out
 
