@@ -8,7 +8,8 @@ Prints, per scale and coder: the order-0 bound (sum of n*H/8 over bands), our pa
 (best of ``--repeat`` runs, the least noisy statistic on a shared machine; model caches are
 cleared before each run so nothing carries over from the previous image) and its ratio to bare
 constriction AnsCoder calls on the same symbols with precomputed models (one exact histogram
-model per band over its used range, symbols already int32 and shifted). Writes JSON with ``--json``::
+model per band over its used range, symbols already int32 and shifted; ``enc/bm`` and ``dec/bm``:
+the same with building the Categorical models from those probabilities timed too). Writes JSON with ``--json``::
 
     python benchmarks/bench_entropy.py [--stride 4] [--repeat 15] [--coders rans,range] [--json PATH]
 
@@ -95,10 +96,12 @@ def best_s(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def bare_constriction(bands: list[np.ndarray], repeat: int) -> tuple[float, float]:
-    """Seconds to encode / decode with bare AnsCoder calls and precomputed per-band models."""
+def bare_constriction(bands: list[np.ndarray], repeat: int) -> tuple[float, float, float, float]:
+    """Seconds to encode / decode with bare AnsCoder calls and precomputed per-band models
+    (strict), then encode / decode including building the Categorical models from the same
+    probabilities (what a constriction user writes, the probabilities given)."""
     cat = constriction.stream.model.Categorical
-    syms, models = [], []
+    syms, probs = [], []
     for b in bands:
         if b.size == 0:
             continue
@@ -107,22 +110,26 @@ def bare_constriction(bands: list[np.ndarray], repeat: int) -> tuple[float, floa
         if hi == lo:
             counts = np.array([1.0, 1e-9])
         syms.append(b.astype(np.int32) - lo)
-        models.append(cat(counts / counts.sum(), perfect=False))
+        probs.append(counts / counts.sum())
+    models = [cat(p, perfect=False) for p in probs]
 
-    def enc() -> Any:
+    def enc(ms: list[Any] | None = None) -> Any:
+        ms = [cat(p, perfect=False) for p in probs] if ms is None else ms
         coder = constriction.stream.stack.AnsCoder()
-        for s, m in zip(reversed(syms), reversed(models), strict=True):
+        for s, m in zip(reversed(syms), reversed(ms), strict=True):
             coder.encode_reverse(s, m)
         return coder.get_compressed()
 
-    words = enc()
+    words = enc(models)
 
-    def dec() -> None:
+    def dec(ms: list[Any] | None = None) -> None:
+        ms = [cat(p, perfect=False) for p in probs] if ms is None else ms
         coder = constriction.stream.stack.AnsCoder(words)
-        for s, m in zip(syms, models, strict=True):
+        for s, m in zip(syms, ms, strict=True):
             coder.decode(m, s.size)
 
-    return best_s(enc, repeat), best_s(dec, repeat)
+    strict = best_s(lambda: enc(models), repeat), best_s(lambda: dec(models), repeat)
+    return *strict, best_s(enc, repeat), best_s(dec, repeat)
 
 
 def run(
@@ -135,7 +142,7 @@ def run(
         sizes = [b.size for b in bands]
         n = sum(sizes)
         bound = empirical_entropy_bound_bytes(bands)
-        bare_enc, bare_dec = bare_constriction(bands, repeat)
+        bare_enc, bare_dec, bare_enc_models, bare_dec_models = bare_constriction(bands, repeat)
         for name in coders:
             coder = get_coder(name)
             data = coder.encode(bands)
@@ -168,6 +175,8 @@ def run(
                     "decode_msym_s": n / t_dec / 1e6,
                     "encode_vs_bare": bare_enc / t_enc,
                     "decode_vs_bare": bare_dec / t_dec,
+                    "encode_vs_bare_models": bare_enc_models / t_enc,
+                    "decode_vs_bare_models": bare_dec_models / t_dec,
                 }
             )
     return rows
@@ -191,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.scales, args.stride, args.coders.split(","), args.repeat, images)
     head = (
         f"{'scale':>6} {'coder':>6} {'bpp':>6} {'bound B':>9} {'ours B':>8} {'ratio':>6} "
-        f"{'enc ms':>7} {'dec ms':>7} {'enc Ms/s':>9} {'dec Ms/s':>9} {'enc/bare':>8} {'dec/bare':>8}"
+        f"{'enc ms':>7} {'dec ms':>7} {'enc Ms/s':>9} {'dec Ms/s':>9} {'enc/bare':>8} {'dec/bare':>8} "
+        f"{'enc/bm':>6} {'dec/bm':>6}"
     )
     what = f"{len(images)} Kodak images (scale = step)" if images else "synthetic Laplacian"
     print(f"stride {args.stride}, {what}: {rows[0]['symbols'] if rows else 0} symbols in 40 bands, 768x512 image")
@@ -201,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             (f"{r['image']} " if r["image"] else "")
             + f"{r['scale']:>6g} {r['coder']:>6} {r['bpp']:>6.3f} {r['bound_bytes']:>9.1f} {r['bytes']:>8d} "
             f"{r['ratio']:>6.3f} {r['encode_ms']:>7.2f} {r['decode_ms']:>7.2f} {r['encode_msym_s']:>9.1f} "
-            f"{r['decode_msym_s']:>9.1f} {r['encode_vs_bare']:>8.2f} {r['decode_vs_bare']:>8.2f}"
+            f"{r['decode_msym_s']:>9.1f} {r['encode_vs_bare']:>8.2f} {r['decode_vs_bare']:>8.2f} "
+            f"{r['encode_vs_bare_models']:>6.2f} {r['decode_vs_bare_models']:>6.2f}"
         )
     if args.json:
         import json

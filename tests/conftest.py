@@ -18,6 +18,8 @@ Synthetic VAE models (``tests/synthetic_vae.py``: a tiny deterministic ONNX "VAE
 * ``make_synthetic_model`` (function scope): ``make_synthetic_model("name", smooth=True,
   latent_shift=0.3, ...)`` builds a variant (keywords of ``build_synthetic_vae``), registers it
   for one test and unregisters it afterwards; returns its ModelSpec.
+* ``synthetic_config_file`` (session scope): a ``vaerans_ecs.toml`` that registers
+  ``synthetic-s8`` and makes it the default model, for subprocesses (``VAERANS_CONFIG``).
 
 The models are written once per session under pytest's tmp dir; tests are skipped if the
 ``onnx`` package (a test dependency) is missing.
@@ -25,6 +27,7 @@ The models are written once per session under pytest's tmp dir; tests are skippe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -66,3 +69,16 @@ def make_synthetic_model(tmp_path: Path) -> Iterator[Callable[..., ModelSpec]]:
     yield make
     for name in names:
         unregister_model(name)
+
+
+@pytest.fixture(scope="session")
+def synthetic_config_file(tmp_path_factory: pytest.TempPathFactory, synthetic_model: ModelSpec) -> Path:
+    """A config file making ``synthetic-s8`` the default model, for CLI and batch subprocesses."""
+    cfg = tmp_path_factory.mktemp("synthetic-config") / "vaerans_ecs.toml"
+    cfg.write_text(
+        f'[codec]\nmodel = "{synthetic_model.name}"\n\n'
+        f"[models.{synthetic_model.name}]\n"
+        f"encoder = {json.dumps(str(synthetic_model.encoder))}\n"
+        f"decoder = {json.dumps(str(synthetic_model.decoder))}\n"
+    )
+    return cfg

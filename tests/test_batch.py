@@ -39,19 +39,6 @@ def _photos(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def config_file(tmp_path_factory: pytest.TempPathFactory, synthetic_model: ModelSpec) -> Path:
-    folder = tmp_path_factory.mktemp("batch-config")
-    cfg = folder / "vaerans_ecs.toml"
-    cfg.write_text(
-        f'[codec]\nmodel = "{synthetic_model.name}"\n\n'
-        f"[models.{synthetic_model.name}]\n"
-        f"encoder = {json.dumps(str(synthetic_model.encoder))}\n"
-        f"decoder = {json.dumps(str(synthetic_model.decoder))}\n"
-    )
-    return cfg
-
-
 def run_batch(
     job: Path, config: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -67,13 +54,13 @@ def run_batch(
 MINIMAL_JOB = '[job]\ninputs = ["photos/*.png"]\noutput_dir = "out"\nquality = 40\nworkers = 2\n'
 
 
-def test_minimal_job_with_a_corrupt_input(tmp_path: Path, config_file: Path) -> None:
+def test_minimal_job_with_a_corrupt_input(tmp_path: Path, synthetic_config_file: Path) -> None:
     photos = _photos(tmp_path / "photos", 3)
     (tmp_path / "photos" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDRtruncated")
     (tmp_path / "photos" / "text.png").write_text("just text")
     job = tmp_path / "job.toml"
     job.write_text(MINIMAL_JOB)
-    res = run_batch(job, config_file)
+    res = run_batch(job, synthetic_config_file)
     assert res.returncode == 1, res.stderr
     for p in photos:
         stream = (tmp_path / "out" / p.with_suffix(".vae").name).read_bytes()
@@ -97,26 +84,26 @@ def test_minimal_job_with_a_corrupt_input(tmp_path: Path, config_file: Path) -> 
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".vaerans-tmp")]
 
 
-def test_kill_and_resume_gives_identical_outputs(tmp_path: Path, config_file: Path) -> None:
+def test_kill_and_resume_gives_identical_outputs(tmp_path: Path, synthetic_config_file: Path) -> None:
     _photos(tmp_path / "photos", 7)
     job = tmp_path / "job.toml"
     job.write_text(MINIMAL_JOB)
     ref = tmp_path / "ref.toml"
     ref.write_text(MINIMAL_JOB.replace('"out"', '"ref"').replace("workers = 2", "workers = 1"))
 
-    res = run_batch(job, config_file, "--no-progress", env={KILL_AFTER_ENV: "3"})
+    res = run_batch(job, synthetic_config_file, "--no-progress", env={KILL_AFTER_ENV: "3"})
     assert res.returncode == -signal.SIGKILL, res.stderr
     done = sorted(p.name for p in (tmp_path / "out").glob("*.vae"))
     assert len(done) == 3
     first = {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in done}
 
-    res = run_batch(job, config_file)
+    res = run_batch(job, synthetic_config_file)
     assert res.returncode == 0, res.stderr
     assert "7 files: 4 ok, 3 skipped, 0 failed" in res.stdout
     for name, mtime in first.items():  # really skipped, not rewritten
         assert (tmp_path / "out" / name).stat().st_mtime_ns == mtime
 
-    assert run_batch(ref, config_file).returncode == 0
+    assert run_batch(ref, synthetic_config_file).returncode == 0
     outs = sorted(p.name for p in (tmp_path / "out").glob("*.vae"))
     assert outs == sorted(p.name for p in (tmp_path / "ref").glob("*.vae")) and len(outs) == 7
     for name in outs:

@@ -27,20 +27,6 @@ def _image(seed: int, h: int = 48, w: int = 64) -> np.ndarray:
     return np.clip(base + rng.integers(-20, 20, base.shape), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module")
-def config_file(tmp_path_factory: pytest.TempPathFactory, synthetic_model: ModelSpec) -> Path:
-    """A config making the synthetic model the default, for subprocesses."""
-    folder = tmp_path_factory.mktemp("cli-config")
-    cfg = folder / "vaerans_ecs.toml"
-    cfg.write_text(
-        f'[codec]\nmodel = "{synthetic_model.name}"\n\n'
-        f"[models.{synthetic_model.name}]\n"
-        f"encoder = {json.dumps(str(synthetic_model.encoder))}\n"
-        f"decoder = {json.dumps(str(synthetic_model.decoder))}\n"
-    )
-    return cfg
-
-
 def run_cli(*args: str, cwd: Path, config: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "VAERANS_CONFIG": str(config), "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
@@ -49,37 +35,37 @@ def run_cli(*args: str, cwd: Path, config: Path, env: dict[str, str] | None = No
     )
 
 
-def test_compress_decompress_roundtrip_subprocess(tmp_path: Path, config_file: Path) -> None:
+def test_compress_decompress_roundtrip_subprocess(tmp_path: Path, synthetic_config_file: Path) -> None:
     img = _image(0)
     Image.fromarray(img).save(tmp_path / "a.png")
     Image.fromarray(_image(1)).save(tmp_path / "b.png")
-    res = run_cli("compress", "a.png", "b.png", "-q", "60", cwd=tmp_path, config=config_file)
+    res = run_cli("compress", "a.png", "b.png", "-q", "60", cwd=tmp_path, config=synthetic_config_file)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "a.vae").is_file() and (tmp_path / "b.vae").is_file()
     assert "a.png -> a.vae" in res.stdout
     stream = (tmp_path / "a.vae").read_bytes()
     assert stream[:4] == b"\x89VAE"
 
-    res = run_cli("decompress", "a.vae", "-o", "a_out.png", cwd=tmp_path, config=config_file)
+    res = run_cli("decompress", "a.vae", "-o", "a_out.png", cwd=tmp_path, config=synthetic_config_file)
     assert res.returncode == 0, res.stderr
     decoded = np.asarray(Image.open(tmp_path / "a_out.png"))
     np.testing.assert_array_equal(decoded, api.decompress(stream))
     assert decoded.shape == img.shape
 
     # decompress refuses to overwrite the original a.png (default output) without --force
-    res = run_cli("decompress", "b.vae", cwd=tmp_path, config=config_file)
+    res = run_cli("decompress", "b.vae", cwd=tmp_path, config=synthetic_config_file)
     assert res.returncode == 1
     assert "error: b.vae:" in res.stderr and "--force" in res.stderr
     # any Pillow format by extension
-    res = run_cli("decompress", "b.vae", "-o", "b.jpg", cwd=tmp_path, config=config_file)
+    res = run_cli("decompress", "b.vae", "-o", "b.jpg", cwd=tmp_path, config=synthetic_config_file)
     assert res.returncode == 0, res.stderr
     assert Image.open(tmp_path / "b.jpg").format == "JPEG"
 
 
-def test_info_subprocess(tmp_path: Path, config_file: Path, synthetic_model: ModelSpec) -> None:
+def test_info_subprocess(tmp_path: Path, synthetic_config_file: Path, synthetic_model: ModelSpec) -> None:
     stream = api.compress(_image(2), 50, synthetic_model.name)
     (tmp_path / "x.vae").write_bytes(stream)
-    res = run_cli("info", "x.vae", cwd=tmp_path, config=config_file)
+    res = run_cli("info", "x.vae", cwd=tmp_path, config=synthetic_config_file)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "64 x 48" in out
@@ -90,17 +76,17 @@ def test_info_subprocess(tmp_path: Path, config_file: Path, synthetic_model: Mod
     assert f"payload {info.payload_bytes} B" in out
     assert f"{info.bpp:.4f} bpp" in out
 
-    res = run_cli("info", "--json", "x.vae", cwd=tmp_path, config=config_file)
+    res = run_cli("info", "--json", "x.vae", cwd=tmp_path, config=synthetic_config_file)
     doc = json.loads(res.stdout)
     assert doc[0]["total_bytes"] == len(stream)
     assert doc[0]["header_bytes"] + doc[0]["quant_bytes"] + doc[0]["payload_bytes"] == len(stream)
 
 
-def test_usage_errors_exit_2_and_version(tmp_path: Path, config_file: Path) -> None:
-    res = run_cli("compress", cwd=tmp_path, config=config_file)
+def test_usage_errors_exit_2_and_version(tmp_path: Path, synthetic_config_file: Path) -> None:
+    res = run_cli("compress", cwd=tmp_path, config=synthetic_config_file)
     assert res.returncode == 2
     assert "usage:" in res.stderr
-    res = run_cli("--version", cwd=tmp_path, config=config_file)
+    res = run_cli("--version", cwd=tmp_path, config=synthetic_config_file)
     assert res.returncode == 0
     assert res.stdout.startswith("vaerans ")
     from vaerans_ecs import __version__

@@ -55,6 +55,21 @@ def _new_world(config: Config) -> World:
     return World(Arena(config.arena.capacity_mb * mib, config.arena.max_capacity_mb * mib))
 
 
+def _spawn_images(world: World, arrays: Sequence[npt.NDArray[np.uint8]], config: Config) -> list[int]:
+    """Spawn RGB entities: small images copied into the arena, large (tiled) ones read in place.
+
+    Why: for an image the VAE tiles (more than ``[runtime] tile_size**2`` pixels) the arena copy
+    would be the largest allocation of the whole call; small images keep the arena's batching
+    (one contiguous block per size) and its capacity limits.
+    """
+    tile = config.runtime.tile_size
+    large = [tile > 0 and a.shape[0] * a.shape[1] > tile * tile for a in arrays]
+    small = iter(world.spawn_batch_images([a for a, big in zip(arrays, large, strict=True) if not big]))
+    return [
+        world.spawn_image(a, copy=False) if big else next(small) for a, big in zip(arrays, large, strict=True)
+    ]
+
+
 def _transform(wavelet: str, levels: int) -> list[System]:
     if wavelet == "cdf53":
         return [WaveletCDF53(levels=levels)]
@@ -194,7 +209,7 @@ def compress_batch(
     """Compress many images sharing one World; equal-size images share one VAE inference."""
     cfg = get_config()
     world = _new_world(cfg)
-    eids = world.spawn_batch_images([to_rgb_uint8(img) for img in images])
+    eids = _spawn_images(world, [to_rgb_uint8(img) for img in images], cfg)
     return encode_entities(
         world, eids, quality=quality, model=model, target_bpp=target_bpp, wavelet=wavelet, levels=levels,
         coder=coder, config=cfg,
@@ -287,12 +302,17 @@ def decode_streams(world: World, streams: Iterable[bytes], *, max_pixels: int | 
 
 
 def decompress_batch(streams: Iterable[bytes], *, max_pixels: int | None = None) -> list[npt.NDArray[np.uint8]]:
-    """Decode many streams sharing one World; streams with the same pipeline decode as a batch."""
+    """Decode many streams sharing one World; streams with the same pipeline decode as a batch.
+
+    Images decoded into buffers of their own (large, tiled ones: see ``OnnxVAEDecode``) are
+    returned as they are; the others are copied out of the arena, which is then reset.
+    """
     world = _new_world(get_config())
     out = []
     for eid in decode_streams(world, streams, max_pixels=max_pixels):
-        recon = world.get_component(eid, ReconRGB)
-        out.append(np.array(world.view(recon.ref), dtype=np.uint8, copy=True))
+        ref = world.get_component(eid, ReconRGB).ref
+        view = world.view(ref)
+        out.append(view if world.arena.is_external(ref) else np.array(view, dtype=np.uint8, copy=True))
     world.clear()
     return out
 

@@ -20,7 +20,11 @@ How a job behaves:
   their onnxruntime sessions once, with ``max(1, cores // workers)`` intra-op threads each unless
   ``[runtime] intra_op_threads`` is set) or on ``dask.distributed`` (``executor = "dask"``; see
   :mod:`vaerans_ecs.batch_dask`). The main process reads inputs and writes outputs, so Dask
-  workers need the models but no access to the files.
+  workers need the models but no access to the files. The split matters: on 2 cores (Kodak,
+  ``benchmarks/bench_batch_workers.py``) 2 workers of 2 threads were no faster than 1 worker of 2
+  threads, 2 workers of 1 thread ~1.15x faster in steady state (compress). A second worker gains
+  little because the VAE is ~90 % of a file and 1 worker on 2 intra-op threads is already ~1.6x
+  faster than on 1.
 * **Outputs** are written atomically: a temporary file in the same folder, then ``os.replace``.
   An existing output that this job did not write is refused unless ``overwrite = true``.
 * **Resume**: after each file, a record (output size and SHA-256, input size and mtime, job
@@ -684,8 +688,20 @@ def _watch_job(pid: int) -> None:
 
 
 def init_worker(setup: WorkerSetup, *, pool_worker: bool = True) -> None:
-    """Install ``setup`` in this process: configuration, models, and the onnxruntime sessions."""
+    """Install ``setup`` in this process: configuration, models, and the onnxruntime sessions.
+
+    Everything a file needs that does not depend on the file is done here, once per worker, so
+    that per-file work (and the per-file ``seconds`` of the report) is the file's own:
+
+    * the sessions of the ``warm`` models are built with the job's intra-op thread count;
+    * the codec modules are imported (else the first file of every worker pays ~1 s of imports);
+    * in a pool worker (a process that lives for one job), the resolved specs of the ``warm`` models
+      are registered, so the several ``get_model`` calls of every file hit the registry instead of
+      scanning the model folders and re-reading the spec (~1.5 ms each). Not in Dask workers,
+      which outlive the job: a pinned spec would shadow a later job's ``[models.NAME]``.
+    """
     global _worker_token
+    import vaerans_ecs.api  # noqa: F401  (import cost paid here, not by the first file)
     from vaerans_ecs.models import get_model, register_model
     from vaerans_ecs.runtime import get_session
 
@@ -703,8 +719,14 @@ def init_worker(setup: WorkerSetup, *, pool_worker: bool = True) -> None:
             get_session(spec.encoder, None, threads)
             if setup.decoders:
                 get_session(spec.decoder, None, threads)
+            if pool_worker and spec.name == name:
+                register_model(spec, replace_existing=True)
         except VaeransError as exc:  # the tasks will report it, file by file
             log.warning("worker cannot prepare model %r: %s", name, exc)
+    with contextlib.suppress(ImportError):
+        from PIL import Image
+
+        Image.init()  # registers every format plugin once, instead of on the first file
     _worker_token = setup.token
 
 

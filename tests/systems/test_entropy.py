@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from collections.abc import Callable, Sequence
 
 import constriction
@@ -216,6 +218,121 @@ def test_table_kinds_for_odd_histograms(kind: str, expected: int) -> None:
     assert len(data) <= 1.03 * empirical_entropy_bound_bytes([x]) + SLACK_BYTES
 
 
+# ----------------------------------------------------------------------------- fast paths
+
+
+#: SHA-256 prefixes of the rans + range payloads of fixed inputs, recorded with the encoder as it
+#: was before its model choice and planning were optimised: the optimised paths must choose the
+#: very same models and write byte-identical streams (a change that moves a choice shows here).
+FROZEN_ENCODER_DIGESTS = {
+    "layout0.5": "e7543fa08887156e5469dec0e7761e22",
+    "layout3.0": "3d4cffd215876f735dd3df3819085dca",
+    "layout30.0": "d307cd06fbd7a535e958a5589c018af4",
+    "kinds": "151fad7940505e82a85e43643ddce4f9",
+}
+
+
+def _frozen_case(name: str) -> list[np.ndarray]:
+    if name == "kinds":
+        specs = [(k, n) for k in KINDS for n in (1, 40, 700, 5000)]
+        return [_band(k, n, i) for i, (k, n) in enumerate(specs)]
+    return _laplacian_layout(float(name.removeprefix("layout")), 4, seed=7)
+
+
+@pytest.mark.parametrize("name", sorted(FROZEN_ENCODER_DIGESTS))
+def test_encoder_output_frozen(name: str) -> None:
+    bands = _frozen_case(name)
+    digest = hashlib.sha256()
+    for coder in TABLE_CODERS:
+        digest.update(get_coder(coder).encode(bands))
+    assert digest.hexdigest()[:32] == FROZEN_ENCODER_DIGESTS[name]
+
+
+def _words(chunks: list[_tables.Chunk]) -> np.ndarray:
+    coder = constriction.stream.stack.AnsCoder()
+    for c in reversed(chunks):
+        coder.encode_reverse(c.symbols, c.model)
+    return np.asarray(coder.get_compressed())
+
+
+@FAST
+@given(specs=band_specs)
+def test_encode_chunks_matches_public_plan(specs: list[tuple[str, int, int]]) -> None:
+    # the one-pass encoder path equals choose_models + plan_chunks, chunk by chunk
+    bands = _make(specs)
+    fast = _tables.encode_chunks(bands)
+    slow = _tables.plan_chunks(bands, _tables.choose_models(bands))
+    assert len(fast) == len(slow)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a.symbols, b.symbols)
+        np.testing.assert_array_equal(_words([a]), _words([_tables.Chunk(a.symbols, b.model)]))
+    if fast:
+        np.testing.assert_array_equal(_words(fast), _words(slow))
+
+
+@FAST
+@given(specs=band_specs)
+def test_table_weights_from_costs_match_band_model(specs: list[tuple[str, int, int]]) -> None:
+    # the encoder takes table weights from its quantised logs; the decoder rebuilds them from
+    # the coded entries: both must be BandModel.weights() exactly
+    bands = _make([*specs, ("bimodal", 3000, 5), ("sparse", 3000, 6)])
+    cat = np.concatenate(bands)
+    models, _, table_w = _tables._choose_cat(cat, [b.size for b in bands])
+    assert table_w, "the bimodal and sparse bands take tables"
+    for i, w in table_w.items():
+        m = models[i]
+        assert m is not None and m.kind in _tables.TABLES and m.entries is not None
+        np.testing.assert_array_equal(w, m.weights())
+        model, absent = _tables._table_spec(m.mode - m.lo, m.entries, m.prec)
+        assert (absent is None) == bool(np.all(m.entries != 0))
+        if absent is not None:
+            np.testing.assert_array_equal(absent, w == 0)
+        sym = bands[i].astype(np.int32) - m.lo
+        ours = _words([_tables.Chunk(sym, model)])
+        np.testing.assert_array_equal(ours, _words([_tables.Chunk(sym, _tables.categorical(w))]))
+
+
+def test_geom_weights_match_the_formula() -> None:
+    # _geom_model reads weights from a table (strided tail slices); the definition is weights_e8
+    for prec, unit in enumerate(_tables.UNITS):
+        for t in sorted({0, 1, 2, 7, _tables.T_HI8 // unit}):
+            for a in (_tables.A_LO8 // unit, 0, _tables.A_HI8 // unit):
+                for left, right in ((0, 3), (5, 0), (17, 40), (128, 127), (255, 0)):
+                    j = np.abs(np.arange(-left, right + 1))
+                    e8 = np.where(j == 0, a * unit, -(j - 1) * (t * unit))
+                    w, _ = _tables._geom_model(prec, a, t, left, right)
+                    np.testing.assert_array_equal(w, _tables.weights_e8(e8))
+
+
+def test_decoder_narrows_in_batches() -> None:
+    # more symbols than one narrowing batch, constant bands between the others, an empty band
+    bands = _make([("lap", 700_000, 1), ("const", 300_000, 2), ("lap_wide", 400_000, 3), ("lap", 0, 4)])
+    bands += [_band("heavy", 5, 5), _band("const", 7, 6)]
+    assert sum(b.size for b in bands) > _tables._NARROW_BATCH
+    for name in TABLE_CODERS:
+        coder = get_coder(name)
+        assert _same(coder.decode(coder.encode(bands), [b.size for b in bands]), bands)
+
+
+def test_canary_chains_over_concatenated_bands() -> None:
+    bands = _make([("lap", 700, 1), ("const", 0, 2), ("heavy", 33, 3)])
+    sizes = [b.size for b in bands]
+    crc = _tables._crc_sizes(sizes)
+    assert _tables.canary(sizes, bands) == _tables._crc_to_canary(zlib.crc32(np.concatenate(bands).data, crc))
+
+
+def test_histograms_both_paths() -> None:
+    bands = _make([("lap", 700, 1), ("uniform", 300, 2), ("const", 9, 3)])
+    sizes = [b.size for b in bands]
+    cat = np.concatenate(bands)
+    expected = np.stack([np.bincount(b, minlength=256) for b in bands])
+    np.testing.assert_array_equal(_tables._histograms(cat, sizes), expected)  # one keyed bincount
+    many = [np.full(2, i % 256, np.uint8) for i in range(300)]  # more bands than uint16 keys hold: per band
+    np.testing.assert_array_equal(
+        _tables._histograms(np.concatenate(many), [2] * 300), np.stack([np.bincount(b, minlength=256) for b in many])
+    )
+
+
 # ----------------------------------------------------------------------------- robustness
 
 
@@ -327,6 +444,7 @@ def test_forged_tables_raise() -> None:
         table_stream(11, 10, 12, [0, off - 4]),  # range ends on an absent symbol
         table_stream(11, 9, 12, [off - 40, off - 40, off - 4]),  # absurdly small probability
         table_stream(11, 10, 13, [off - 4, 0, off - 4]),  # a symbol with zero probability decoded
+        table_stream(11, 10, 17, [off - 4, 0, 0, 0, 0, 0, off - 4]),  # ... one of many absent symbols
         _forge([_tables._chunk([_tables.SAME], pr.kind), _tables._chunk([255], pr.mode), can]),  # SAME first
         _forge([_tables._chunk([_tables.CONST], pr.kind), _tables._chunk([510], pr.mode), can]),  # mode 255+127
         _forge([_tables._chunk([_tables.CONST], pr.kind), _tables._chunk([255], pr.mode)]),  # no check value

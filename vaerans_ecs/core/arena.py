@@ -9,6 +9,14 @@ not fit in the current chunk, a new chunk of ``max(capacity, nbytes)`` is added 
 total stays within ``max_capacity``; otherwise :class:`ArenaExhaustedError` is raised. Chunks are
 never moved, so outstanding views stay valid. ``reset()`` drops every chunk but the first and
 bumps the generation, which invalidates every older TensorRef.
+
+Adopted buffers: :meth:`Arena.adopt` registers an existing C-contiguous array (a caller's image, or
+a large output allocated on its own) as an *external* chunk without copying it. Why: copying an
+8192x8192 input into the arena, or copying a decoded image out of it, costs one more image of
+memory. External chunks are referenced with negative chunk indices, are not counted in the
+arena's statistics or ``max_capacity``, and are released (not freed: the caller may still hold
+them) by ``reset()``. An adopted array can be exposed read-only, so no system can write into a
+caller's buffer by accident.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ class Arena:
         self._chunks: list[npt.NDArray[np.uint8]] = []
         self._bases: list[int] = []  # offset of the first 64-byte aligned byte of each chunk
         self._sizes: list[int] = []  # usable bytes of each chunk
+        self._external: list[npt.NDArray[np.generic]] = []  # adopted arrays; chunk index -(i + 1)
         self._top = 0  # bump pointer inside the last chunk
         self._used_before_last = 0  # bytes handed out in earlier chunks
         self.high_water = 0
@@ -130,8 +139,44 @@ class Arena:
         np.copyto(self.view(ref), src, casting="unsafe" if dtype is not None else "same_kind")
         return ref
 
+    def adopt(self, array: npt.NDArray[np.generic], *, readonly: bool = True) -> TensorRef:
+        """Reference ``array`` from the arena without copying it (valid until ``reset()``).
+
+        ``array`` must be C-contiguous (use :meth:`copy_in` otherwise). With ``readonly`` (the
+        default) every view of the tensor is read-only, which protects a caller's buffer; pass
+        ``readonly=False`` for a buffer the arena's users may fill (see :meth:`alloc_dedicated`).
+        The array stays alive while the arena or any view of it refers to it.
+        """
+        if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
+            raise VaeransError("Arena.adopt needs a C-contiguous numpy array; use copy_in() for others")
+        held = array.view()
+        if readonly:
+            held.flags.writeable = False
+        elif not held.flags.writeable:
+            raise VaeransError("Arena.adopt(readonly=False) needs a writable array")
+        self._external.append(held)
+        return TensorRef(self.id, self.generation, -len(self._external), 0, tuple(array.shape), array.dtype.str)
+
+    def alloc_dedicated(self, shape: tuple[int, ...] | list[int], dtype: npt.DTypeLike) -> TensorRef:
+        """Like :meth:`alloc_tensor`, but in a buffer of its own, adopted as an external chunk.
+
+        Why: a large result (a decoded 8192x8192 image) that the caller takes away afterwards can be
+        returned without a copy (:meth:`is_external`), and it does not keep the arena's chunks alive.
+        """
+        shape_t = tuple(int(s) for s in shape)
+        if any(s < 0 for s in shape_t):
+            raise VaeransError(f"negative dimension in shape {shape_t}")
+        return self.adopt(np.empty(shape_t, dtype=np.dtype(dtype)), readonly=False)
+
+    def is_external(self, ref: TensorRef) -> bool:
+        """True when ``ref`` lives in an adopted buffer (:meth:`adopt`, :meth:`alloc_dedicated`)."""
+        return ref.chunk < 0
+
     def view(self, ref: TensorRef) -> npt.NDArray[np.generic]:
-        """Return a writable zero-copy numpy view of ``ref``; stale references raise."""
+        """Return a zero-copy numpy view of ``ref``; stale references raise.
+
+        Views are writable, except those of arrays adopted with ``readonly=True``.
+        """
         if ref.arena_id != self.id:
             raise StaleReferenceError(f"TensorRef belongs to arena {ref.arena_id}, not arena {self.id}")
         if ref.generation != self.generation:
@@ -140,7 +185,8 @@ class Arena:
                 f"{self.generation} (reset() or World.clear() invalidated it)"
             )
         dt = np.dtype(ref.dtype)
-        return np.ndarray(ref.shape, dtype=dt, buffer=self._chunks[ref.chunk], offset=ref.offset)
+        buf = self._chunks[ref.chunk] if ref.chunk >= 0 else self._external[-ref.chunk - 1]
+        return np.ndarray(ref.shape, dtype=dt, buffer=buf, offset=ref.offset)
 
     def subref(self, ref: TensorRef, index: int) -> TensorRef:
         """Reference item ``index`` of a batched tensor (first axis) without copying."""
@@ -157,8 +203,9 @@ class Arena:
         )
 
     def reset(self) -> None:
-        """Free every tensor at once: drop extra chunks and invalidate all outstanding refs."""
+        """Free every tensor at once: drop extra chunks and adopted arrays, invalidate all outstanding refs."""
         del self._chunks[1:]
+        self._external.clear()
         del self._bases[1:]
         del self._sizes[1:]
         self._top = self._bases[0]

@@ -67,14 +67,26 @@ class World:
             self.add_component(eid, comp)
         return eid
 
-    def spawn_image(self, img: Any) -> int:
-        """Copy an image into the arena and spawn an entity holding it as :class:`RGB`."""
+    def spawn_image(self, img: Any, *, copy: bool = True) -> int:
+        """Spawn an entity holding an image as :class:`RGB`, copied into the arena.
+
+        ``copy=False`` references a C-contiguous array in place (read-only, see
+        :meth:`Arena.adopt`) instead of copying it: for a large image the copy would double the
+        memory. The caller must then not modify the array while the world uses it.
+        """
         arr = _as_rgb_array(img)
+        if not copy and arr.flags.c_contiguous:
+            return self.spawn(RGB(ref=self.arena.adopt(arr)))
         return self.spawn(RGB(ref=self.arena.copy_in(arr)))
 
-    def spawn_batch_images(self, images: Iterable[Any]) -> list[int]:
-        """Spawn many images; equal shapes share one contiguous (N, H, W, 3) block in the arena."""
+    def spawn_batch_images(self, images: Iterable[Any], *, copy: bool = True) -> list[int]:
+        """Spawn many images; equal shapes share one contiguous (N, H, W, 3) block in the arena.
+
+        ``copy=False`` references each C-contiguous array in place instead (see :meth:`spawn_image`).
+        """
         arrays = [_as_rgb_array(img) for img in images]
+        if not copy:
+            return [self.spawn_image(arr, copy=False) for arr in arrays]
         eids: list[int] = [0] * len(arrays)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, arr in enumerate(arrays):

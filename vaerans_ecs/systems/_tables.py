@@ -40,7 +40,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final
+from itertools import accumulate
+from typing import Any, Final, NamedTuple
 
 import constriction
 import numpy as np
@@ -229,11 +230,26 @@ _E_BITS: Final = _pad_rows(PRIORS.ent_bits)
 
 
 _ABSENT: Final = -(1 << 40)
+#: :func:`weights_e8` of every exponent from the floor up to the largest GEOM mode weight (index
+#: ``e8 - _E8_FLOOR``): a lookup gives the very same floats as the arithmetic, several times faster.
+_W8: Final = weights_e8(np.arange(_E8_FLOOR, A_HI8 + 1, dtype=np.int64))
+_W8.setflags(write=False)
 
 
-@dataclass(frozen=True)
-class BandModel:
-    """The coded description of one non-empty band's model (see the module docstring)."""
+def _e8_lookup(e8: I64) -> F64:
+    """:func:`weights_e8` by table lookup, for exponents up to ``A_HI8`` (every validated model)."""
+    idx = np.maximum(e8, _E8_FLOOR)
+    idx -= _E8_FLOOR
+    out: F64 = _W8[idx]
+    return out
+
+
+class BandModel(NamedTuple):
+    """The coded description of one non-empty band's model (see the module docstring).
+
+    A named tuple: the encoder makes one per band, and that is several times cheaper than a
+    frozen dataclass.
+    """
 
     kind: int
     mode: int
@@ -262,12 +278,29 @@ class BandModel:
         return categorical(self.weights())
 
 
+_E0: Final = -_E8_FLOOR  # index of exponent 0 in _W8
+
+
 @lru_cache(maxsize=2048)
 def _geom_model(prec: int, a: int, t: int, left: int, right: int) -> tuple[F64, Any]:
-    """GEOM weights over ``[mode - left, mode + right]`` and their model (pure, so cached)."""
+    """GEOM weights over ``[mode - left, mode + right]`` and their model (pure, so cached).
+
+    Weight ``2**(a*unit/8)`` at the mode and ``2**(-(j-1)*t*unit/8)`` at distance ``j``: read
+    from :data:`_W8` (a strided slice for the tail), the very floats :func:`weights_e8` gives.
+    """
     unit = UNITS[prec]
-    j = np.abs(np.arange(-left, right + 1, dtype=np.int64))
-    w = weights_e8(np.where(j == 0, a * unit, -(j - 1) * (t * unit)))
+    t8 = t * unit
+    reach = max(left, right)
+    if t8 == 0:
+        tail = np.full(reach, _W8[_E0])
+    elif (reach - 1) * t8 <= _E0:
+        tail = _W8[_E0::-t8][:reach]
+    else:  # beyond any support geom_support gives: the exponents hit the floor
+        tail = _e8_lookup(-t8 * np.arange(reach, dtype=np.int64))
+    w = np.empty(left + right + 1)
+    w[:left] = tail[:left][::-1]
+    w[left] = _W8[a * unit - _E8_FLOOR]
+    w[left + 1 :] = tail[:right]
     w.setflags(write=False)
     return w, categorical(w)
 
@@ -312,8 +345,18 @@ def sparse_to_dense(left: int, right: int, gaps: I64, used: I64) -> I64 | None:
 
 
 def clear_caches() -> None:
-    """Forget cached parametric models (benchmarks use it to time cold runs)."""
+    """Forget every cached model and table (benchmarks use it to time cold runs)."""
     _geom_model.cache_clear()
+    _band_keys.cache_clear()
+    _geom_band.cache_clear()
+
+
+def _crc_sizes(sizes: Sequence[int]) -> int:
+    return zlib.crc32(np.asarray(sizes, dtype="<u8").tobytes(), 0x5EC5)
+
+
+def _crc_to_canary(crc: int) -> int:
+    return (crc & ((1 << CANARY_BITS) - 1)) or 1
 
 
 def canary(sizes: Sequence[int], bands: Sequence[NDArray[np.uint8]]) -> int:
@@ -321,47 +364,89 @@ def canary(sizes: Sequence[int], bands: Sequence[NDArray[np.uint8]]) -> int:
 
     It is the first symbol encoded, so it fills the coder's initial state nearly for free, and
     the last decoded: it catches wrong sizes, truncation, and corruption that an ANS decoder
-    would otherwise resynchronise from after a burst of wrong symbols.
+    would otherwise resynchronise from after a burst of wrong symbols. CRC-32 chains, so one
+    call over the concatenated bands gives the same value (the codec's fast path does that).
     """
-    crc = zlib.crc32(np.asarray(sizes, dtype="<u8").tobytes(), 0x5EC5)
+    crc = _crc_sizes(sizes)
     for b in bands:
         crc = zlib.crc32(np.ascontiguousarray(b).data, crc)
-    return (crc & ((1 << CANARY_BITS) - 1)) or 1
+    return _crc_to_canary(crc)
 
 
 # ----------------------------------------------------------------------------- encoder side
 
 
 _UNIT_ARR: Final = np.array(UNITS, dtype=np.int64)[:, None, None, None]  # (q, da, dt, band)
+_QI: Final = np.arange(N_PREC)[:, None, None, None]
+_A_OFF: Final = np.array(PRIORS.a_off)[_QI]
+_PREC_BITS_Q: Final = PRIORS.prec_bits[_QI]
+_STEP_A: Final = np.array([0, 1])[None, :, None, None]  # the 2 x 2 grid around the ML fit
+_STEP_T: Final = np.array([0, 1])[None, None, :, None]
+_A_MIN: Final = A_LO8 // _UNIT_ARR
+_A_MAX: Final = A_HI8 // _UNIT_ARR
+_T_MAX: Final = T_HI8 // _UNIT_ARR
+_COL: Final = np.arange(256)
+#: Lower bound of the TABLE/SPARSE side information, as _choose has always computed it.
+_TAB_KIND_MIN: Final = min(PRIORS.kind_bits[TABLE], PRIORS.kind_bits[SPARSE])
+_PREC_MIN: Final = PRIORS.prec_bits.min()
+_ENT_MIN: Final = min(float(b[1:].min()) for b in PRIORS.ent_bits[TABLE_Q0:])
+_TQ: Final = np.arange(TABLE_Q0, N_PREC)
+_T_UNITS: Final = _UNIT_ARR[TABLE_Q0:, :, 0, 0][:, :, None]  # (q, 1, 1)
+_T_SCALE: Final = 8.0 / _T_UNITS
+_T_FLOOR: Final = MAX_LOG8 // _T_UNITS
+_T_EOFF: Final = np.array(PRIORS.e_off[TABLE_Q0:])[:, None, None]
 
 
-def _geom_payload(
-    n: F64, hm: F64, s1: F64, modes: I64, maxj: I64, k: F64, unit: I64, a: I64, t: I64
-) -> tuple[F64, I64]:
+def _exp2_tables() -> tuple[F64, F64]:
+    """``exp2(-i / scale)`` and its log2 per table precision (row) and ``i = -lq`` (column).
+
+    :func:`_table_costs` looks the weights of its quantised log ratios up here: the same
+    elementwise functions on the same floats, computed once instead of per band and column.
+    """
+    width = int(_T_FLOOR.max()) + 1
+    exp = np.ones((N_PREC - TABLE_Q0, width))
+    for row in range(N_PREC - TABLE_Q0):
+        lq = -np.arange(int(_T_FLOOR[row, 0, 0]) + 1, dtype=np.int64)
+        exp[row, : lq.size] = np.exp2(lq / _T_SCALE[row, 0, 0])
+    log = np.log2(exp)
+    exp.setflags(write=False)
+    log.setflags(write=False)
+    return exp, log
+
+
+_T_EXP2, _T_LOG2 = _exp2_tables()
+
+
+def _geom_payload(n: F64, hm: F64, s1: F64, modes: I64, maxj: I64, k: F64, unit: I64, a: I64, t: I64) -> F64:
     """Cross-entropy (bits) of bands with the given statistics under GEOM params (broadcasting).
 
     Uses the sufficient statistics (size, mode count, sum of ``|x - m| - 1`` over the tails) and
-    the closed-form normaliser; ``inf`` where the band does not fit in the support.
+    the closed-form normaliser; ``inf`` where the band does not fit in the support. Everything
+    that depends on ``t`` only is computed at ``t``'s shape, so callers pass ``a`` and ``t``
+    along different axes instead of broadcasting them first.
     """
     s = 8.0 / unit
     ab = a / s
     tb = t / s
     t8 = t * unit
-    reach = np.where(t8 > 0, np.minimum(255, 1 + (CUT8 + t8 - 1) // np.maximum(t8, 1)), 255)
+    pos = t8 > 0
+    reach = np.where(pos, np.minimum(255, 1 + (CUT8 + t8 - 1) // np.maximum(t8, 1)), 255)
     left = np.minimum(modes, reach)
     right = np.minimum(255 - modes, reach)
     th = np.exp2(-tb)
-    denom = np.where(t8 > 0, 1.0 - th, 1.0)
-    sl = np.where(t8 > 0, (1.0 - th**left) / denom, left)
-    sr = np.where(t8 > 0, (1.0 - th**right) / denom, right)
+    denom = np.where(pos, 1.0 - th, 1.0)
+    sl = np.where(pos, (1.0 - th**left) / denom, left)
+    sr = np.where(pos, (1.0 - th**right) / denom, right)
     payload = -hm * ab + tb * s1 + n * np.log2(np.exp2(ab) + sl + sr)
-    return np.where((maxj <= reach) & (k > 0), payload, np.inf), t8
+    out: F64 = np.where((maxj <= reach) & (k > 0), payload, np.inf)
+    return out
 
 
-def _geom_costs(n: F64, hm: F64, k: F64, s1: F64, modes: I64, maxj: I64, sizes: list[int]) -> tuple[F64, I64, I64]:
+def _geom_costs(n: F64, hm: F64, k: F64, s1: F64, modes: I64, maxj: I64, centre: I64) -> tuple[F64, I64, I64]:
     """Exact GEOM cost (bits) per (precision, band) via sufficient statistics, and its params.
 
-    Tries the 4 grid points around the maximum-likelihood fit at every precision at once.
+    Tries the 4 grid points around the maximum-likelihood fit at every precision at once
+    (``a`` along axis 1, ``t`` along axis 2, flattened in that order for the first-minimum pick).
     """
     pr = PRIORS
     kk = np.maximum(k, 1.0)
@@ -369,70 +454,123 @@ def _geom_costs(n: F64, hm: F64, k: F64, s1: F64, modes: I64, maxj: I64, sizes: 
     theta = mu / (1.0 + mu)
     t_real = np.where(mu > 0, -np.log2(np.maximum(theta, 1e-300)), 16.0)
     a_real = np.log2(2.0 * np.maximum(hm, 1.0) / (kk * (1.0 - theta)))
-    centre = np.array([(2 * s).bit_length() for s in sizes], dtype=np.int64)
     unit = _UNIT_ARR
     s = 8.0 / unit
-    step = np.array([0, 1])
-    a = np.clip(np.floor(a_real * s) + step[None, :, None, None], A_LO8 // unit, A_HI8 // unit).astype(np.int64)
-    t = np.clip(np.floor(t_real * s) + step[None, None, :, None], 0, T_HI8 // unit).astype(np.int64)
-    a, t = np.broadcast_arrays(a, t)
-    payload, _ = _geom_payload(n, hm, s1, modes, maxj, k, unit, a, t)
-    qi = np.arange(N_PREC)[:, None, None, None]
-    cidx = (8 * centre) // unit - a + np.array(pr.a_off)[qi]
-    cost = payload + pr.kind_bits[GEOM] + pr.prec_bits[qi] + _A_BITS[qi, cidx] + _T_BITS[qi, t]
+    a = np.clip(np.floor(a_real * s) + _STEP_A, _A_MIN, _A_MAX).astype(np.int64)  # (q, 2, 1, band)
+    t = np.clip(np.floor(t_real * s) + _STEP_T, 0, _T_MAX).astype(np.int64)  # (q, 1, 2, band)
+    payload = _geom_payload(n, hm, s1, modes, maxj, k, unit, a, t)
+    cidx = (8 * centre) // unit - a + _A_OFF
+    cost = payload + pr.kind_bits[GEOM] + _PREC_BITS_Q + _A_BITS[_QI, cidx] + _T_BITS[_QI, t]
     flat = cost.reshape(N_PREC, 4, -1)
-    pick = flat.argmin(axis=1)[:, None, :]
-    best = np.take_along_axis(flat, pick, axis=1)[:, 0]
-    best_a = np.take_along_axis(a.reshape(N_PREC, 4, -1), pick, axis=1)[:, 0]
-    best_t = np.take_along_axis(t.reshape(N_PREC, 4, -1), pick, axis=1)[:, 0]
+    pick = flat.argmin(axis=1)
+    best = flat.min(axis=1)
+    best_a = np.where(pick >= 2, a[:, 1, 0], a[:, 0, 0])
+    best_t = np.where(pick & 1, t[:, 0, 1], t[:, 0, 0])
     return best, best_a, best_t
 
 
-def _table_costs(h: I64, modes: I64, lo: I64, hi: I64) -> tuple[F64, F64, list[I64], I64, I64]:
-    """Exact TABLE and SPARSE costs per (precision, band) over the bands' joint column window."""
+@dataclass(frozen=True)
+class _TableEval:
+    """What :func:`_table_costs` leaves for building the winning tables, in its compact layout
+    (each evaluated band's columns ``lo..hi``, band after band)."""
+
+    start: list[int]  # first compact position of each evaluated band
+    entries: I64  # (precision, position) the coded entry of each column (0 = escape; meaningless at the mode)
+    lq: I64  # (precision, position) quantised log ratio of each column, in units
+    present: NDArray[np.bool_]  # (position,)
+
+
+def _row_sums(values: F64, slot: I64, nb: int, width: int) -> F64:
+    """Sums over each band's columns, through the zero-padded (band, window column) layout.
+
+    The float sums then group their terms exactly as a sum over that padded layout always has,
+    so costs (and the encoder's choices) are bit-identical to the padded evaluation.
+    """
+    full = np.zeros((*values.shape[:-1], nb * width))
+    full[..., slot] = values
+    out: F64 = full.reshape(*values.shape[:-1], nb, width).sum(axis=-1)
+    return out
+
+
+def _table_costs(h: I64, modes: I64, lo: I64, hi: I64) -> tuple[F64, F64, _TableEval]:
+    """Exact TABLE and SPARSE costs per (precision, band) over the bands' joint column window.
+
+    Elementwise work runs on each band's own columns only (compact layout); the sums go through
+    :func:`_row_sums`. Also returns what building the winning tables needs (:class:`_TableEval`).
+    """
     pr = PRIORS
     nb = h.shape[0]
-    w_lo, w_hi = int(lo.min()), int(hi.max())
-    h = h[:, w_lo : w_hi + 1]
-    col = np.arange(w_lo, w_hi + 1)
-    rows = np.arange(nb)
-    m = modes - w_lo
-    present = h > 0
-    hm = h[rows, m].astype(np.float64)
-    lr = np.log2(np.maximum(h, 1)) - np.log2(hm)[:, None]
-    width = col.size
-    c = np.arange(width)
-    prev = np.maximum.accumulate(np.where(present, c, -1), axis=1)
-    nxt = np.minimum.accumulate(np.where(present, c, width)[:, ::-1], axis=1)[:, ::-1]
-    prev = np.concatenate((np.zeros((nb, 1), dtype=np.int64), prev[:, :-1]), axis=1)
-    nxt = np.concatenate((nxt[:, 1:], np.zeros((nb, 1), dtype=np.int64)), axis=1)
-    right = (c[None, :] > m[:, None]) & (col[None, :] <= hi[:, None])
-    left = (c[None, :] < m[:, None]) & (col[None, :] >= lo[:, None])
-    inside = left | right
-    ref = np.clip(np.where(right, prev, nxt), 0, width - 1)
+    w_lo = int(lo.min())
+    width = int(hi.max()) - w_lo + 1
+    widths = hi - lo + 1
+    start = np.cumsum(widths) - widths
+    total = int(widths.sum())
+    row = np.repeat(np.arange(nb), widths)
+    pos = np.arange(total)
+    col = pos - np.repeat(start - lo, widths)  # the symbol value of each compact position
+    slot = row * width + (col - w_lo)
+    hc = h[row, col]
+    present = hc > 0
+    hm = h[np.arange(nb), modes].astype(np.float64)
+    lr = np.log2(np.maximum(hc, 1)) - np.log2(hm)[row]
+    mcol = np.repeat(modes, widths)
+    right = col > mcol
+    inside = col != mcol
+    # reference of a column = the nearest present column toward the mode (always in its band)
+    prev = np.maximum.accumulate(np.where(present, pos, -1))
+    nxt = np.minimum.accumulate(np.where(present, pos, total)[::-1])[::-1]
+    before = np.concatenate(([0], prev[:-1]))  # nearest present column left of each column
+    after = np.concatenate((nxt[1:], [0]))  # ... and right of it
+    ref = np.clip(np.where(right, before, after), 0, total - 1)
     side0 = pr.dist_bits[modes - lo] + pr.dist_bits[hi - modes] + pr.prec_bits[TABLE_Q0:, None]
     used = present & inside
-    gaps = np.where(used, np.abs(c[None, :] - ref) - 1, 0)
-    sparse0 = pr.kind_bits[SPARSE] + pr.dist_bits[used.sum(axis=1)] + np.where(used, pr.gap_bits[gaps], 0.0).sum(axis=1)
-    units = _UNIT_ARR[TABLE_Q0:, :, 0, 0][:, :, None]  # (q, 1, 1)
-    scale = 8.0 / units
-    floor = MAX_LOG8 // units
-    lq = np.where(present, np.maximum(np.rint(lr * scale), -floor), 0).astype(np.int64)  # (q, nb, w)
-    eoff = np.array(pr.e_off[TABLE_Q0:])[:, None, None]
-    sym = np.where(present, 1 + eoff + lq - np.take_along_axis(lq, ref[None], axis=2), 0)
-    ebits = _E_BITS[np.arange(TABLE_Q0, N_PREC)[:, None, None], sym]
-    dense_e = np.where(inside, ebits, 0.0).sum(axis=2)
-    sparse_e = np.where(used, ebits, 0.0).sum(axis=2)
-    w = np.where(present, np.exp2(lq / scale), 0.0)
-    logp = np.log2(np.where(present, w, 1.0)) - np.log2(w.sum(axis=2, keepdims=True))
-    base = -(h * logp).sum(axis=2) + side0
-    return base + pr.kind_bits[TABLE] + dense_e, base + sparse0 + sparse_e, list(lq), ref, col
+    gaps = np.where(used, np.abs(pos - ref) - 1, 0)
+    n_used = np.bincount(row[used], minlength=nb)
+    lq = np.where(present, np.maximum(np.rint(lr * _T_SCALE[:, :, 0]), -_T_FLOOR[:, :, 0]), 0).astype(np.int64)
+    ent = np.where(present, 1 + _T_EOFF[:, :, 0] + lq - lq[:, ref], 0)
+    ebits = _E_BITS[_TQ[:, None], ent]
+    qrow = (_TQ - TABLE_Q0)[:, None]
+    nq = N_PREC - TABLE_Q0
+    terms = np.zeros((3 * nq + 1, total))  # one pass of row sums for everything but the payload
+    np.copyto(terms[:nq], ebits, where=inside)
+    np.copyto(terms[nq : 2 * nq], ebits, where=used)
+    np.copyto(terms[2 * nq : 3 * nq], _T_EXP2[qrow, -lq], where=present)
+    np.copyto(terms[3 * nq], pr.gap_bits[gaps], where=used)
+    sums = _row_sums(terms, slot, nb, width)
+    dense_e, sparse_e, wsum = sums[:nq], sums[nq : 2 * nq], sums[2 * nq : 3 * nq]
+    sparse0 = pr.kind_bits[SPARSE] + pr.dist_bits[n_used] + sums[3 * nq]
+    logp = np.where(present, _T_LOG2[qrow, -lq], 0.0) - np.log2(wsum)[:, row]
+    base = -_row_sums(hc * logp, slot, nb, width) + side0
+    tcost = base + pr.kind_bits[TABLE] + dense_e
+    scost = base + sparse0 + sparse_e
+    return tcost, scost, _TableEval(start.tolist(), ent, lq, present)
 
 
-def _histograms(bands: Sequence[NDArray[np.uint8]]) -> I64:
-    h = np.empty((len(bands), 256), dtype=np.int64)
-    for i, b in enumerate(bands):
-        h[i] = np.bincount(b, minlength=256)
+@lru_cache(maxsize=64)
+def _band_keys(sizes: tuple[int, ...]) -> NDArray[np.uint16]:
+    """``256 * band`` per symbol of the concatenated bands (read-only; depends on the sizes only)."""
+    keys = np.repeat(np.arange(0, 256 * len(sizes), 256, dtype=np.uint16), sizes)
+    keys.setflags(write=False)
+    return keys
+
+
+#: Histograms via one bincount over band-offset keys up to this many symbols (per-band bincounts
+#: above it, so that the keys never cost more memory than the int64 copies numpy makes anyway).
+_KEYED_HIST_MAX: Final = 1 << 22
+
+
+def _histograms(cat: NDArray[np.uint8], sizes: list[int]) -> I64:
+    """256-bin histograms of consecutive bands of ``cat`` (all non-empty), shape (bands, 256)."""
+    nb = len(sizes)
+    if nb <= 256 and cat.size <= _KEYED_HIST_MAX:
+        keys = _band_keys(tuple(sizes)) + cat
+        out: I64 = np.bincount(keys, minlength=256 * nb).reshape(nb, 256)
+        return out
+    h = np.empty((nb, 256), dtype=np.int64)
+    start = 0
+    for i, n in enumerate(sizes):
+        h[i] = np.bincount(cat[start : start + n], minlength=256)
+        start += n
     return h
 
 
@@ -443,68 +581,89 @@ def choose_models(bands: Sequence[NDArray[np.uint8]]) -> list[BandModel | None]:
 
 def _choose(bands: Sequence[NDArray[np.uint8]]) -> tuple[list[BandModel | None], F64]:
     """Models plus the estimated bits of each live band (side info + payload), for diagnostics."""
-    out: list[BandModel | None] = [None] * len(bands)
-    live = [i for i, b in enumerate(bands) if b.size]
+    models, costs, _ = _choose_cat(_concat(bands), [int(b.size) for b in bands])
+    return models, costs
+
+
+def _concat(bands: Sequence[NDArray[np.uint8]]) -> NDArray[np.uint8]:
+    if len(bands) == 1:
+        return np.ascontiguousarray(bands[0])
+    return np.concatenate(bands) if bands else np.empty(0, dtype=np.uint8)
+
+
+def _choose_cat(cat: NDArray[np.uint8], all_sizes: list[int]) -> tuple[list[BandModel | None], F64, dict[int, F64]]:
+    """:func:`_choose` over the concatenated bands (``all_sizes`` includes empty bands), plus
+    the weights of every TABLE/SPARSE band's model (straight from the quantised logs it codes)."""
+    out: list[BandModel | None] = [None] * len(all_sizes)
+    table_w: dict[int, F64] = {}
+    live = [i for i, s in enumerate(all_sizes) if s]
     if not live:
-        return out, np.zeros(0)
-    sizes = [int(bands[i].size) for i in live]
-    h = _histograms([bands[i] for i in live])
+        return out, np.zeros(0), table_w
+    sizes = [all_sizes[i] for i in live]
+    h = _histograms(cat, sizes)
     nb = h.shape[0]
     rows = np.arange(nb)
-    col = np.arange(256)
     modes = h.argmax(axis=1)
-    n = h.sum(axis=1).astype(np.float64)
+    n = np.array(sizes, dtype=np.float64)
     hm = h[rows, modes].astype(np.float64)
     k = n - hm
     present = h > 0
-    lo = np.where(present, col, 256).min(axis=1)
-    hi = np.where(present, col, -1).max(axis=1)
-    j = np.abs(col[None, :] - modes[:, None])
+    lo = present.argmax(axis=1)
+    hi = 255 - present[:, ::-1].argmax(axis=1)
+    j = np.abs(_COL - modes[:, None])
     s1 = (h * np.maximum(j - 1, 0)).sum(axis=1).astype(np.float64)
     maxj = np.maximum(modes - lo, hi - modes)
+    centre = np.array([(2 * s).bit_length() for s in sizes], dtype=np.int64)
     pr = PRIORS
 
     cost = np.full((nb, 1 + 3 * N_PREC), np.inf)  # [CONST, GEOM q.., TABLE q.., SPARSE q..]
     cost[:, 0] = np.where(k == 0, pr.kind_bits[CONST], np.inf)
-    gcost, g_a, g_t = _geom_costs(n, hm, k, s1, modes, maxj, sizes)
+    gcost, g_a, g_t = _geom_costs(n, hm, k, s1, modes, maxj, centre)
     cost[:, 1 : 1 + N_PREC] = gcost.T
     # TABLE only where its lower bound (order-0 entropy + minimal side info) can win
-    with np.errstate(divide="ignore", invalid="ignore"):
-        nh = -np.where(present, h * np.log2(h / n[:, None]), 0.0).sum(axis=1)
-    min_ent = min(float(b[1:].min()) for b in pr.ent_bits[TABLE_Q0:])
+    logs = np.zeros(h.shape)
+    np.log2(h / n[:, None], out=logs, where=present)
+    nh = -(h * logs).sum(axis=1)
     n_used = present.sum(axis=1) - 1
-    bound = nh + min(pr.kind_bits[TABLE], pr.kind_bits[SPARSE]) + pr.prec_bits.min() + n_used * min_ent
+    bound = nh + _TAB_KIND_MIN + _PREC_MIN + n_used * _ENT_MIN
     best_so_far = cost.min(axis=1)
     tab_rows = np.flatnonzero((k > 0) & (bound < best_so_far))
-    tlogs: list[I64] = []
-    tref = np.zeros((0, 0), dtype=np.int64)
-    tcol = np.zeros(0, dtype=np.int64)
+    tev: _TableEval | None = None
     if tab_rows.size:
-        tcost, scost, tlogs, tref, tcol = _table_costs(h[tab_rows], modes[tab_rows], lo[tab_rows], hi[tab_rows])
+        tcost, scost, tev = _table_costs(h[tab_rows], modes[tab_rows], lo[tab_rows], hi[tab_rows])
         cost[tab_rows, 1 + N_PREC + TABLE_Q0 : 1 + 2 * N_PREC] = tcost.T
         cost[tab_rows, 1 + 2 * N_PREC + TABLE_Q0 :] = scost.T
-    tab_pos = {int(r): i for i, r in enumerate(tab_rows)}
+    tab_pos = dict(zip(tab_rows.tolist(), range(tab_rows.size), strict=True))
 
     best = cost.argmin(axis=1)
     best_cost = cost[rows, best]
-    # SAME: reuse the most recent GEOM band's parameters when that is cheaper (greedy, in order)
-    gq = gcost.argmin(axis=0)
-    units = np.array(UNITS, dtype=np.int64)[gq]
-    pay, _ = _geom_payload(
+    # SAME: reuse the most recent GEOM band's parameters when that is cheaper (greedy, in order).
+    # Only bands whose best model is GEOM can be that band: cost those parameter columns only.
+    cand = np.flatnonzero((best >= 1) & (best <= N_PREC))
+    gq = best[cand] - 1
+    pay = _geom_payload(
         n[:, None],
         hm[:, None],
         s1[:, None],
         modes[:, None],
         maxj[:, None],
         k[:, None],
-        units[None, :],
-        g_a[gq, rows][None, :],
-        g_t[gq, rows][None, :],
-    )  # (band, params of band)
+        _UNIT_ARR[gq, 0, 0, 0][None, :],
+        g_a[gq, cand][None, :],
+        g_t[gq, cand][None, :],
+    )  # (band, params of candidate)
     same_cost = (pay + pr.kind_bits[SAME]).tolist()
+    cand_pos = dict(zip(cand.tolist(), range(cand.size), strict=True))
+    # support half-width of each candidate's GEOM parameters (geom_support, inlined below)
+    reach_l = [
+        255 if t8 <= 0 else min(255, 1 + (CUT8 + t8 - 1) // t8)
+        for t8 in (g_t[gq, cand] * _UNIT_ARR[gq, 0, 0, 0]).tolist()
+    ]
     best_l = best.tolist()
     cost_l = best_cost.tolist()
     modes_l = modes.tolist()
+    lo_l = lo.tolist()
+    hi_l = hi.tolist()
     ga_l = g_a.tolist()
     gt_l = g_t.tolist()
     state = -1
@@ -514,26 +673,30 @@ def _choose(bands: Sequence[NDArray[np.uint8]]) -> tuple[list[BandModel | None],
         m = modes_l[r]
         if last is not None and same_cost[r][state] < cost_l[r]:
             cost_l[r] = same_cost[r][state]
-            g_lo, g_hi = geom_support(m, last.t * UNITS[last.prec])
-            out[band] = BandModel(SAME, m, last.prec, a=last.a, t=last.t, lo=g_lo, hi=g_hi)
+            reach = reach_l[state]
+            out[band] = BandModel(SAME, m, last.prec, last.a, last.t, max(0, m - reach), min(255, m + reach))
         elif choice == 0:
-            out[band] = BandModel(CONST, m, lo=m, hi=m)
+            out[band] = BandModel(CONST, m, 0, 0, 0, m, m)
         elif choice <= N_PREC:
             q = choice - 1
-            a, t = ga_l[q][r], gt_l[q][r]
-            g_lo, g_hi = geom_support(m, t * UNITS[q])
-            last = out[band] = BandModel(GEOM, m, q, a=a, t=t, lo=g_lo, hi=g_hi)
-            state = r
+            state = cand_pos[r]
+            reach = reach_l[state]
+            last = BandModel(GEOM, m, q, ga_l[q][r], gt_l[q][r], max(0, m - reach), min(255, m + reach))
+            out[band] = last
         else:
             kind, q = (TABLE, choice - 1 - N_PREC) if choice <= 2 * N_PREC else (SPARSE, choice - 1 - 2 * N_PREC)
-            i = tab_pos[r]
-            lq, ref = tlogs[q - TABLE_Q0][i], tref[i]
-            w0 = int(tcol[0])
-            lo_r, hi_r = int(lo[r]), int(hi[r])
-            cols = np.concatenate((np.arange(m - 1, lo_r - 1, -1), np.arange(m + 1, hi_r + 1))) - w0
-            ent = np.where(present[r, cols + w0], 1 + PRIORS.e_off[q] + lq[cols] - lq[ref[cols]], 0)
-            out[band] = BandModel(kind, m, q, lo=lo_r, hi=hi_r, entries=ent.astype(np.int64))
-    return out, np.array(cost_l)
+            assert tev is not None
+            lo_r, hi_r = lo_l[r], hi_l[r]
+            s0 = tev.start[tab_pos[r]]
+            mid = s0 + m - lo_r
+            seg = slice(s0, s0 + hi_r - lo_r + 1)
+            ent_q = tev.entries[q - TABLE_Q0]
+            ent = np.concatenate((ent_q[s0:mid][::-1], ent_q[mid + 1 : seg.stop]))  # left chain outward, right chain
+            out[band] = BandModel(kind, m, q, lo=lo_r, hi=hi_r, entries=ent)
+            w = _e8_lookup(tev.lq[q - TABLE_Q0, seg] * UNITS[q])
+            w[~tev.present[seg]] = 0.0
+            table_w[band] = w
+    return out, np.array(cost_l), table_w
 
 
 @dataclass(frozen=True)
@@ -548,12 +711,34 @@ def _chunk(values: Sequence[int] | I64, model: Any) -> Chunk:
     return Chunk(np.asarray(values, dtype=np.int32), model)
 
 
+def encode_chunks(bands: Sequence[NDArray[np.uint8]]) -> list[Chunk]:
+    """``plan_chunks(bands, choose_models(bands))`` with the bands concatenated only once.
+
+    The concatenation serves the histograms, the symbol conversion and the check value.
+    """
+    cat = _concat(bands)
+    sizes = [int(b.size) for b in bands]
+    models, _, table_w = _choose_cat(cat, sizes)
+    return _plan(cat, sizes, models, table_w)
+
+
 def plan_chunks(bands: Sequence[NDArray[np.uint8]], models: Sequence[BandModel | None]) -> list[Chunk]:
     """Every (symbols, model) chunk of the stream in decode order.
 
     Order: kinds, mode deltas, precisions (GEOM and table bands), GEOM ``a`` then ``t`` per precision, table ranges,
     SPARSE used counts and gaps, table entries per precision, the band symbols (band order), the canary.
     """
+    return _plan(_concat(bands), [int(b.size) for b in bands], models)
+
+
+def _plan(
+    cat: NDArray[np.uint8],
+    sizes: list[int],
+    models: Sequence[BandModel | None],
+    table_w: dict[int, F64] | None = None,
+) -> list[Chunk]:
+    """:func:`plan_chunks` over the concatenated bands; ``table_w`` holds table weights that
+    :func:`_choose_cat` already has (the others are rebuilt from the entries, as the decoder does)."""
     pr = PRIORS
     live = [(i, m) for i, m in enumerate(models) if m is not None]
     if not live:
@@ -564,12 +749,12 @@ def plan_chunks(bands: Sequence[NDArray[np.uint8]], models: Sequence[BandModel |
     coded = [(i, m) for i, m in live if m.kind in (GEOM, TABLE, SPARSE)]
     if coded:
         chunks.append(_chunk([m.prec for _, m in coded], pr.prec))
+    geo = [(i, m) for i, m in coded if m.kind == GEOM]
     for q, unit in enumerate(UNITS):
-        geo = [(i, m) for i, m in coded if m.kind == GEOM and m.prec == q]
-        if geo:
-            cidx = [a_centre(bands[i].size, unit) - m.a + pr.a_off[q] for i, m in geo]
-            chunks.append(_chunk(cidx, pr.a[q]))
-            chunks.append(_chunk([m.t for _, m in geo], pr.t[q]))
+        grp = [(i, m) for i, m in geo if m.prec == q]
+        if grp:
+            chunks.append(_chunk([a_centre(sizes[i], unit) - m.a + pr.a_off[q] for i, m in grp], pr.a[q]))
+            chunks.append(_chunk([m.t for _, m in grp], pr.t[q]))
     tab = [m for _, m in coded if m.kind in TABLES]
     if tab:
         chunks.append(_chunk([m.mode - m.lo for m in tab], pr.dist))
@@ -591,11 +776,17 @@ def plan_chunks(bands: Sequence[NDArray[np.uint8]], models: Sequence[BandModel |
         ents = [e for m, e in zip(tab, coded_entries, strict=True) if m.prec == q]
         if ents:
             chunks.append(_chunk(np.concatenate(ents), pr.ent[q]))
+    symbols = cat.astype(np.int32)  # one conversion; each band is shifted in place below
+    starts = np.cumsum([0, *sizes]).tolist()
     for i, m in live:
         if m.kind == CONST:
             continue
-        chunks.append(Chunk(np.subtract(bands[i], m.lo, dtype=np.int32), m.model()))
-    chunks.append(_chunk([canary([b.size for b in bands], bands)], pr.canary))
+        seg = symbols[starts[i] : starts[i + 1]]
+        if m.lo:
+            seg -= m.lo
+        w = table_w.get(i) if table_w else None
+        chunks.append(Chunk(seg, m.model() if w is None else categorical(w)))
+    chunks.append(_chunk([_crc_to_canary(zlib.crc32(cat.data, _crc_sizes(sizes)))], pr.canary))
     return chunks
 
 
@@ -606,39 +797,91 @@ def _bad(msg: str) -> BitstreamError:
     return BitstreamError(f"entropy payload: {msg}")
 
 
-def _decode_models(decode: Decode, sizes: list[int]) -> list[BandModel]:
+#: What the decoder needs per live band: (kind, mode, lo, constriction model or None for CONST,
+#: mask of the absent symbols of a table with escapes, else None).
+_Spec = tuple[int, int, int, Any, NDArray[np.bool_] | None]
+
+
+def _table_spec(left: int, entries: I64, prec: int) -> tuple[Any, NDArray[np.bool_] | None]:
+    """Validated model of decoded dense table entries, and the mask of its absent symbols (or
+    ``None`` if every symbol of the range may occur); the same floats as :meth:`BandModel.weights`.
+
+    Escapes carry the previous log along the chain, so the extremes of the unmarked running
+    sums are the extremes of the real logs: one max/min validates the whole table.
+    """
+    e_off = PRIORS.e_off[prec]
+    unit = UNITS[prec]
+    absent = entries == 0
+    delta = entries - (1 + e_off)
+    delta[absent] = 0
+    logs = np.empty(entries.size + 1, dtype=np.int64)
+    logs[left] = 0
+    np.cumsum(delta[:left], out=logs[:left][::-1])
+    np.cumsum(delta[left:], out=logs[left + 1 :])
+    if int(logs.max()) > 0 or int(logs.min()) < -(MAX_LOG8 // unit):
+        raise _bad("table entry out of range")
+    if (left and absent[left - 1]) or (entries.size > left and absent[-1]):
+        raise _bad("table range ends on an absent symbol")
+    logs *= unit
+    logs -= _E8_FLOOR  # every exponent is >= -MAX_LOG8 > _E8_FLOOR: no clamping needed
+    w = _W8[logs]
+    if not absent.any():
+        return categorical(w), None
+    mask = np.empty(entries.size + 1, dtype=np.bool_)
+    mask[:left] = absent[:left][::-1]
+    mask[left] = False
+    mask[left + 1 :] = absent[left:]
+    w[mask] = 0.0
+    return categorical(w), mask
+
+
+@lru_cache(maxsize=4096)
+def _geom_band(prec: int, a: int, t: int, mode: int) -> tuple[int, Any]:
+    """(lo, constriction model) of a GEOM band: one cached call per band on the decoder side."""
+    lo, hi = geom_support(mode, t * UNITS[prec])
+    return lo, _geom_model(prec, a, t, mode - lo, hi - mode)[1]
+
+
+def _decode_models(decode: Decode, sizes: list[int]) -> list[_Spec]:
     pr = PRIORS
     nl = len(sizes)
-    kinds = [int(v) for v in decode(pr.kind, nl)]
-    modes = np.cumsum(decode(pr.mode, nl).astype(np.int64) - 255) + MODE_START
-    if np.any(modes < 0) or np.any(modes > 255):
+    kinds = decode(pr.kind, nl).tolist()
+    modes = list(accumulate([v - 255 for v in decode(pr.mode, nl).tolist()], initial=MODE_START))[1:]
+    if min(modes) < 0 or max(modes) > 255:
         raise _bad("band mode out of range")
     coded = [r for r in range(nl) if kinds[r] in (GEOM, TABLE, SPARSE)]
-    precs = [int(v) for v in decode(pr.prec, len(coded))] if coded else []
-    prec = dict(zip(coded, precs, strict=True))
-    if any(p >= N_PREC for p in precs):
-        raise _bad("invalid precision")
+    prec = [0] * nl
+    if coded:
+        precs = decode(pr.prec, len(coded)).tolist()
+        if max(precs) >= N_PREC:
+            raise _bad("invalid precision")
+        for r, p in zip(coded, precs, strict=True):
+            prec[r] = p
     geom: dict[int, tuple[int, int]] = {}
+    geo = [r for r in coded if kinds[r] == GEOM]
     for q, unit in enumerate(UNITS):
-        grp = [r for r in coded if kinds[r] == GEOM and prec[r] == q]
+        grp = [r for r in geo if prec[r] == q]
         if grp:
-            centre = np.array([a_centre(sizes[r], unit) for r in grp], dtype=np.int64)
-            a = centre + pr.a_off[q] - decode(pr.a[q], len(grp)).astype(np.int64)
-            t = decode(pr.t[q], len(grp)).astype(np.int64)
-            if np.any(a < A_LO8 // unit) or np.any(a > A_HI8 // unit) or np.any(t > T_HI8 // unit):
-                raise _bad("geometric model parameter out of range")
-            geom.update(zip(grp, zip(a.tolist(), t.tolist(), strict=True), strict=True))
+            ca = decode(pr.a[q], len(grp)).tolist()
+            ta = decode(pr.t[q], len(grp)).tolist()
+            a_lo, a_hi, t_hi = A_LO8 // unit, A_HI8 // unit, T_HI8 // unit
+            for r, c, t in zip(grp, ca, ta, strict=True):
+                a = a_centre(sizes[r], unit) + pr.a_off[q] - c
+                if not a_lo <= a <= a_hi or t > t_hi:
+                    raise _bad("geometric model parameter out of range")
+                geom[r] = (a, t)
     tab = [r for r in coded if kinds[r] in TABLES]
     bounds: dict[int, tuple[int, int]] = {}
+    counts: dict[int, int] = {}
     if tab:
         dl = decode(pr.dist, len(tab)).tolist()
         dr = decode(pr.dist, len(tab)).tolist()
         for r, a_, b_ in zip(tab, dl, dr, strict=True):
-            lo, hi = int(modes[r]) - a_, int(modes[r]) + b_
+            lo, hi = modes[r] - a_, modes[r] + b_
             if lo < 0 or hi > 255 or lo == hi:
                 raise _bad("table range out of bounds")
             bounds[r] = (lo, hi)
-    counts = {r: bounds[r][1] - bounds[r][0] for r in tab}
+            counts[r] = hi - lo
     gaps: dict[int, I64] = {}
     sparse = [r for r in tab if kinds[r] == SPARSE]
     if sparse:
@@ -648,82 +891,108 @@ def _decode_models(decode: Decode, sizes: list[int]) -> list[BandModel]:
                 raise _bad("sparse table with an impossible number of symbols")
             counts[r] = u
         g = decode(pr.gap, sum(used)).astype(np.int64)
-        gaps.update(zip(sparse, np.split(g, np.cumsum(used)[:-1]), strict=True))
+        ends = list(accumulate(used))
+        gaps.update((r, g[e - u : e]) for r, u, e in zip(sparse, used, ends, strict=True))
     entries: dict[int, I64] = {}
     for q in range(N_PREC):
         grp = [r for r in tab if prec[r] == q]
         if grp:
             sizes_q = [counts[r] for r in grp]
             ent = decode(pr.ent[q], sum(sizes_q)).astype(np.int64)
-            entries.update(zip(grp, np.split(ent, np.cumsum(sizes_q)[:-1]), strict=True))
+            ends = list(accumulate(sizes_q))
+            entries.update((r, ent[e - u : e]) for r, u, e in zip(grp, sizes_q, ends, strict=True))
     for r in sparse:
-        m = int(modes[r])
+        m = modes[r]
         dense = (
-            None
-            if np.any(entries[r] == 0)
-            else sparse_to_dense(m - bounds[r][0], bounds[r][1] - m, gaps[r], entries[r])
+            None if not entries[r].all() else sparse_to_dense(m - bounds[r][0], bounds[r][1] - m, gaps[r], entries[r])
         )
         if dense is None:
             raise _bad("sparse table gaps do not match its range")
         entries[r] = dense
-    models: list[BandModel] = []
-    last: BandModel | None = None
+    specs: list[_Spec] = []
+    last = -1  # the most recent GEOM band, whose parameters SAME bands reuse
     for r in range(nl):
-        m = int(modes[r])
-        if kinds[r] == SAME:
-            if last is None:
+        m = modes[r]
+        kind = kinds[r]
+        if kind in (GEOM, SAME):
+            if kind == GEOM:
+                last = r
+            elif last < 0:
                 raise _bad("band reuses parameters before any geometric band")
-            lo, hi = geom_support(m, last.t * UNITS[last.prec])
-            models.append(BandModel(SAME, m, last.prec, a=last.a, t=last.t, lo=lo, hi=hi))
-        elif kinds[r] == CONST:
-            models.append(BandModel(CONST, m, lo=m, hi=m))
-        elif kinds[r] == GEOM:
-            ga, gt = geom[r]
-            lo, hi = geom_support(m, gt * UNITS[prec[r]])
-            last = BandModel(GEOM, m, prec[r], a=ga, t=gt, lo=lo, hi=hi)
-            models.append(last)
-        elif kinds[r] in TABLES:
-            lo, hi = bounds[r]
-            q = prec[r]
-            logs = table_logs(m - lo, entries[r], pr.e_off[q])
-            real = logs[logs != _ABSENT]
-            if np.any(real > 0) or np.any(real < -(MAX_LOG8 // UNITS[q])):
-                raise _bad("table entry out of range")
-            if logs[0] == _ABSENT or logs[-1] == _ABSENT:
-                raise _bad("table range ends on an absent symbol")
-            models.append(BandModel(kinds[r], m, q, lo=lo, hi=hi, entries=entries[r]))
+            a, t = geom[last]
+            lo, model = _geom_band(prec[last], a, t, m)
+            specs.append((GEOM, m, lo, model, None))
+        elif kind == CONST:
+            specs.append((CONST, m, m, None, None))
+        elif kind in TABLES:
+            lo = bounds[r][0]
+            model, absent = _table_spec(m - lo, entries[r], prec[r])
+            specs.append((kind, m, lo, model, absent))
         else:
             raise _bad("invalid model kind")
-    return models
+    return specs
+
+
+def _hits(sym: NDArray[np.int32], absent: NDArray[np.bool_]) -> bool:
+    """Whether any decoded symbol is one the table marks absent (a valid stream never has one).
+
+    A few absent symbols are tested one by one (a comparison pass each beats a gather).
+    """
+    values = np.flatnonzero(absent)
+    if values.size <= 3:
+        return any(bool((sym == v).any()) for v in values.tolist())
+    return bool(np.take(absent, sym).any())
+
+
+#: Decoded int32 symbols are narrowed to uint8 in batches of about this many symbols: few numpy
+#: calls for a typical image, and no more than ~4 MiB of int32 arrays alive for a huge one.
+_NARROW_BATCH: Final = 1 << 20
+
+
+def _narrow(out: NDArray[np.uint8], parts: list[NDArray[np.int32]], shifts: list[int]) -> None:
+    """Write the concatenated int32 ``parts``, each plus its shift, into ``out`` as uint8 (exact:
+    every symbol plus its shift is below 256)."""
+    np.concatenate(parts, out=out, casting="unsafe")
+    out += np.repeat(np.array(shifts, dtype=np.uint8), [p.size for p in parts])
 
 
 def decode_plan(decode: Decode, sizes: Sequence[int]) -> list[NDArray[np.uint8]]:
     """Decode the chunks of :func:`plan_chunks` with ``decode(model, amount) -> int32 array``.
 
     Every decoded value is validated before it sizes anything; the caller checks that the coder
-    ends exactly empty.
+    ends exactly empty. The bands come back as consecutive views of one buffer; the decoded
+    symbols are narrowed to uint8 and shifted a batch of bands at a time (:func:`_narrow`).
     """
-    out = [np.empty(0, dtype=np.uint8) for _ in sizes]
-    live = [i for i, s in enumerate(sizes) if s > 0]
+    n_all = [int(s) for s in sizes]
+    out = np.empty(sum(n_all), dtype=np.uint8)
+    starts = list(accumulate(n_all, initial=0))
+    bands = [out[starts[i] : starts[i + 1]] for i in range(len(n_all))]
+    live = [n for n in n_all if n > 0]
     if not live:
-        return out
-    models = _decode_models(decode, [int(sizes[i]) for i in live])
-    for band, bm in zip(live, models, strict=True):
-        n = int(sizes[band])
-        if bm.kind == CONST:
-            out[band] = np.full(n, bm.mode, dtype=np.uint8)
+        return bands
+    specs = _decode_models(decode, live)
+    parts: list[NDArray[np.int32]] = []
+    shifts: list[int] = []
+    done = pending = 0  # symbols written to out / decoded but not yet written
+    for (kind, mode, lo, model, absent), n in zip(specs, live, strict=True):
+        if kind == CONST:  # written in place, after the bands before it
+            if parts:
+                _narrow(out[done : done + pending], parts, shifts)
+                done, pending, parts, shifts = done + pending, 0, [], []
+            out[done : done + n] = mode
+            done += n
             continue
-        if bm.kind in TABLES:
-            w = bm.weights()
-            sym = decode(categorical(w), n)
-            if not np.all(w[sym] > 0):
-                raise _bad("symbol with zero probability")
-        else:
-            sym = decode(bm.model(), n)
-        res = sym.astype(np.uint8)
-        if bm.lo:
-            res += np.uint8(bm.lo)
-        out[band] = res
-    if int(decode(PRIORS.canary, 1)[0]) != canary(sizes, out):
+        sym = decode(model, n)
+        if absent is not None and _hits(sym, absent):
+            raise _bad("symbol with zero probability")
+        parts.append(sym)
+        shifts.append(lo)
+        pending += n
+        if pending >= _NARROW_BATCH:
+            _narrow(out[done : done + pending], parts, shifts)
+            done, pending, parts, shifts = done + pending, 0, [], []
+    if parts:
+        _narrow(out[done:], parts, shifts)
+    if int(decode(PRIORS.canary, 1)[0]) != _crc_to_canary(zlib.crc32(out.data, _crc_sizes(n_all))):
         raise _bad("check value mismatch (wrong band sizes, truncated or corrupted data)")
-    return out
+    return bands

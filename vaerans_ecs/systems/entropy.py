@@ -175,7 +175,7 @@ class _TableCoder(EntropyCoder):
 
     def encode(self, bands: Sequence[NDArray[np.uint8]]) -> bytes:
         checked = _check_bands(bands)
-        chunks = _tables.plan_chunks(checked, _tables.choose_models(checked))
+        chunks = _tables.encode_chunks(checked)
         if not chunks:
             return b""
         return _words_to_bytes(self._encode_chunks(chunks))
@@ -410,9 +410,14 @@ class ANSDecode(System):
             decoded = self._impl.decode(bits.data, sizes)
             ref = world.alloc((bits.channels, bits.height * bits.width), np.uint8)
             out = world.view(ref)
-            i = 0
-            for c in range(bits.channels):
-                for b in bits.bands:
-                    out[c, b.offset : b.offset + b.size] = decoded[i]
-                    i += 1
+            if out.flags.c_contiguous:
+                # ANSBitstream guarantees that the bands tile each channel in order (check_layout),
+                # so the channel-major bands, concatenated, are the tensor itself: one copy.
+                np.concatenate(decoded, out=out.reshape(-1))
+            else:
+                i = 0
+                for c in range(bits.channels):
+                    for b in bits.bands:
+                        out[c, b.offset : b.offset + b.size] = decoded[i]
+                        i += 1
             world.add_component(eid, SymbolsU8(ref=ref, height=bits.height, width=bits.width, bands=bits.bands))

@@ -349,18 +349,18 @@ def _se_bits(v: int) -> int:
     return 2 * (u + 1).bit_length() - 1
 
 
-def _choose(q: I64, allow_dpcm: bool, use_anchor: bool) -> _Choice | None:
+def _choose(q: I64, allow_dpcm: bool) -> _Choice | None:
     """Plain or DPCM coding of the integer band ``q`` (h, w): the cheaper one that fits, or None."""
     best: _Choice | None = None
     best_cost = math.inf
-    place = _placement(int(q.min()), int(q.max()), use_anchor)
+    place = _placement(int(q.min()), int(q.max()), True)
     if place is not None:
         zero, shift = place
         best = _Choice(False, shift, zero, q - shift)
         if allow_dpcm:
             best_cost = _cost_bits(q) + (_se_bits(shift) if shift else 0)
     if allow_dpcm:
-        anchor = int(q.flat[0]) if use_anchor else 0
+        anchor = int(q.flat[0])
         r = dpcm_residual(q, anchor)
         place = _placement(int(r.min()), int(r.max()), False)
         if place is not None and _cost_bits(r) + _se_bits(anchor) < best_cost:
@@ -382,11 +382,10 @@ def _first_fit(ks: I64, ok: npt.NDArray[np.bool_]) -> int | None:
     return int(ks[idx[0]]) if idx.size else None
 
 
-def _plain_factor(hi: float, lo: float, steps_k: Callable[[I64], F64], unit: float, shiftable: bool) -> int:
+def _plain_factor(hi: float, lo: float, steps_k: Callable[[I64], F64], unit: float) -> int:
     """Smallest factor k >= 2 for which rint(x / step_k) fits (only min and max matter)."""
-    # necessary: span/step <= 256 (and |x|/step <= 255.5); sufficient: both <= 254
-    mag = (hi - lo) if shiftable else max(hi - lo, abs(hi), abs(lo))
-    ratio = mag / unit
+    # necessary: span/step <= 256; sufficient: span/step <= 254 (an anchor places any such span)
+    ratio = (hi - lo) / unit
     if not ratio < 254.0 * _MAX_FACTOR:
         raise VaeransError(f"coefficient range {hi - lo:g} is too large for a step of {unit:g}")
     k_lo = max(2, math.floor(ratio / 256.0))
@@ -394,21 +393,21 @@ def _plain_factor(hi: float, lo: float, steps_k: Callable[[I64], F64], unit: flo
     if k_hi - k_lo <= (1 << 20):
         ks = np.arange(k_lo, k_hi + 1, dtype=np.int64)
         st = steps_k(ks)
-        found = _first_fit(ks, _fits(np.rint(lo / st), np.rint(hi / st), shiftable))
+        found = _first_fit(ks, _fits(np.rint(lo / st), np.rint(hi / st), True))
         if found is not None:
             return found
     k = k_hi
     while True:  # float rounding of huge ratios only; the first few candidates fit
         st1 = float(steps_k(np.array([k], dtype=np.int64))[0])
-        if _fits(np.rint(lo / st1), np.rint(hi / st1), shiftable):
+        if _fits(np.rint(lo / st1), np.rint(hi / st1), True):
             return k
         k += 1
 
 
-def _dpcm_factor(x: F64, k_max: int, steps_k: Callable[[I64], F64], unit: float, use_anchor: bool) -> int | None:
+def _dpcm_factor(x: F64, k_max: int, steps_k: Callable[[I64], F64], unit: float) -> int | None:
     """Smallest factor 2 <= k < k_max whose DPCM residuals fit, if any."""
     h, w = x.shape
-    real = x - (x[0, 0] if use_anchor else 0.0)
+    real = x - x[0, 0]
     # Residual of the real-valued band under the same predictor: the integer residual at step s
     # differs from real / s by at most 2 (MED: 0.5 + 1.5), so its min/max move by at most 2.
     ppad = np.zeros((h + 1, w + 1))
@@ -434,8 +433,7 @@ def _dpcm_factor(x: F64, k_max: int, steps_k: Callable[[I64], F64], unit: float,
     for start in range(k_lo, k_hi + 1, chunk):
         ks = np.arange(start, min(start + chunk, k_hi + 1), dtype=np.int64)
         qs = np.rint(x[None] / steps_k(ks)[:, None, None]).astype(np.int64)
-        anchors = qs[:, 0, 0] if use_anchor else np.zeros(len(ks), dtype=np.int64)
-        res = dpcm_residual(qs, anchors)
+        res = dpcm_residual(qs, qs[:, 0, 0])
         found = _first_fit(ks, _fits(res.min(axis=(1, 2)), res.max(axis=(1, 2)), False))
         if found is not None:
             return found
@@ -443,7 +441,7 @@ def _dpcm_factor(x: F64, k_max: int, steps_k: Callable[[I64], F64], unit: float,
 
 
 def _fit_band(
-    x: F64, band: Band, steps_k: Callable[[I64], F64], allow_dpcm: bool, use_anchor: bool
+    x: F64, band: Band, steps_k: Callable[[I64], F64], allow_dpcm: bool
 ) -> tuple[int, F64, _Choice]:
     """Slow path for one row's band: (factor, q, choice), never clipping."""
     if not np.isfinite(x).all():
@@ -452,14 +450,14 @@ def _fit_band(
     unit = float(steps_k(np.array([1], dtype=np.int64))[0])
     factor = 1
     q = np.rint(xb / unit)
-    choice = _choose(q.astype(np.int64), allow_dpcm, use_anchor)
+    choice = _choose(q.astype(np.int64), allow_dpcm)
     if choice is None:
-        factor = _plain_factor(float(x.max()), float(x.min()), steps_k, unit, use_anchor)
+        factor = _plain_factor(float(x.max()), float(x.min()), steps_k, unit)
         if allow_dpcm:
-            factor = _dpcm_factor(xb, factor, steps_k, unit, use_anchor) or factor
+            factor = _dpcm_factor(xb, factor, steps_k, unit) or factor
         step = float(steps_k(np.array([factor], dtype=np.int64))[0])
         q = np.rint(xb / step)
-        choice = _choose(q.astype(np.int64), allow_dpcm, use_anchor)
+        choice = _choose(q.astype(np.int64), allow_dpcm)
         if choice is None:  # pragma: no cover - the factor searches guarantee a fit
             raise VaeransError(f"internal error: band {band.name} does not fit 256 levels")
     return factor, q, choice
@@ -507,7 +505,6 @@ def _encode_chunk(
 ) -> _Rows:
     n_rows = x.shape[0]
     nb = len(bands)
-    use_anchor = True
     sizes = np.array([b.size for b in bands], dtype=np.int64)
     offsets = np.array([b.offset for b in bands], dtype=np.int64)
     nonempty = sizes > 0
@@ -524,7 +521,7 @@ def _encode_chunk(
     with np.errstate(invalid="ignore"):
         qmin[:, nonempty] = np.minimum.reduceat(q, starts, axis=1)
         qmax[:, nonempty] = np.maximum.reduceat(q, starts, axis=1)
-        ok = _fits(qmin, qmax, use_anchor) & (qmin > -_F32_SAFE) & (qmax < _F32_SAFE)
+        ok = _fits(qmin, qmax, True) & (qmin > -_F32_SAFE) & (qmax < _F32_SAFE)
     zeros = np.full((n_rows, nb), CANONICAL_ZERO, dtype=np.int64)
     anchors = np.zeros((n_rows, nb), dtype=np.int64)
     lo = np.where(ok, qmin, 0).astype(np.int64)
@@ -568,7 +565,7 @@ def _encode_chunk(
         r, b = int(r), int(b)
         sl = slice(int(offsets[b]), int(offsets[b] + sizes[b]))
         xb = np.asarray(x[r, sl], dtype=np.float64)
-        factor, qb, choice = _fit_band(xb, bands[b], steps_k(b), allow_dpcm and b == 0, use_anchor)
+        factor, qb, choice = _fit_band(xb, bands[b], steps_k(b), allow_dpcm and b == 0)
         factors[r, b] = factor
         dpcm[r] |= choice.dpcm
         zeros[r, b], anchors[r, b] = choice.zero, choice.anchor
@@ -580,7 +577,7 @@ def _encode_chunk(
     if allow_dpcm and rows0.size:  # band 0 rows that fit plainly: DPCM when it is cheaper
         s0 = band0.size
         q0 = out[rows0, :s0].astype(np.int64) - (zeros[rows0, :1] - anchors[rows0, :1])
-        anch = q0[:, 0] if use_anchor else np.zeros(rows0.size, dtype=np.int64)
+        anch = q0[:, 0]
         res = dpcm_residual(q0.reshape(-1, band0.h, band0.w), anch).reshape(-1, s0)
         rlo, rhi = res.min(axis=1), res.max(axis=1)
         plain_bits = _row_costs(q0) + np.array([_se_bits(int(a)) if a else 0 for a in anchors[rows0, 0]])

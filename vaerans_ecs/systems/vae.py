@@ -15,9 +15,16 @@ onnxruntime session per (file, providers, threads) process-wide (:func:`vaerans_
 * Tiling: when ``H*W > tile_size**2`` (``[runtime] tile_size``, 0 = never), the image is encoded
   in windows of ``tile_size`` plus ``tile_overlap`` context pixels (rounded up to the stride) on
   each side, keeping only each window's centre latent; decoding runs overlapping latent windows
-  and blends them with linear (feathered) weights, streaming rows so that only about two rows
-  of windows are held in float at once. Windows of one image all have the same size and run as
-  batches of up to ``2 * tile_size**2`` pixels.
+  and blends them with linear (feathered) weights. Windows of one image all have the same size
+  and run as batches of up to ``2 * tile_size**2`` pixels.
+* Memory of tiled images (why: an 8192x8192 image must code in a few hundred MB beyond itself):
+  pixels are converted to float one window batch at a time; the encoder writes each window's
+  core latent directly; the decoder normalises the separable blending weights per axis up front
+  (so no weight-sum image is needed), finalises each column block as soon as the next window has
+  started, writes it to uint8 at once, and carries only the rows shared with the next row of
+  windows in float (``3 x overlap rows x width``). The decoded image gets a buffer of its own
+  (:meth:`~vaerans_ecs.core.arena.Arena.alloc_dedicated`), so ``decompress`` returns it without a
+  copy, and the last run of each image releases onnxruntime's arena (``release_memory``).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ __all__ = [
     "OnnxVAEEncode",
     "Window",
     "axis_windows",
+    "blend_weights",
     "feather_weights",
     "pad_indices",
     "pad_mode",
@@ -130,6 +138,20 @@ def feather_weights(win: Window, n: int, stride: int, ramp: int) -> F32:
     return np.clip(w, np.float32(1e-3), np.float32(1.0))
 
 
+def blend_weights(windows: Sequence[Window], n: int, stride: int, ramp: int) -> list[F32]:
+    """Feather weights of ``windows`` along one axis, divided by their sum at each pixel.
+
+    The windows of an image form a grid (every row window meets every column window), so the
+    weight of window ``(r, c)`` at a pixel, ``wy_r * wx_c / sum(wy) / sum(wx)``, is the product of
+    these per-axis weights: blending needs no whole-image weight sum.
+    """
+    raw = [feather_weights(win, n, stride, ramp) for win in windows]
+    total = np.zeros(n * stride, dtype=np.float32)
+    for win, wgt in zip(windows, raw, strict=True):
+        total[win.start * stride : win.stop * stride] += wgt
+    return [wgt / total[win.start * stride : win.stop * stride] for win, wgt in zip(windows, raw, strict=True)]
+
+
 # -- pixel / latent conversions -----------------------------------------------------------------
 
 
@@ -144,10 +166,16 @@ def _to_input(batch: npt.NDArray[np.uint8], spec: ModelSpec) -> F32:
     return x
 
 
-def _to_uint8(y: F32, spec: ModelSpec, out: npt.NDArray[np.uint8]) -> None:
-    """(N, 3, H, W) (or (3, H, W)) model output -> ``out`` (N, H, W, 3) (or (H, W, 3)) uint8, clipped and rounded."""
+def _to_uint8(y: F32, spec: ModelSpec, out: npt.NDArray[np.uint8], scratch: F32 | None = None) -> None:
+    """(N, 3, H, W) (or (3, H, W)) model output -> ``out`` (N, H, W, 3) (or (H, W, 3)) uint8, clipped and rounded.
+
+    ``scratch`` (at least ``y``'s shape) holds the float intermediate instead of a new array.
+    """
     lo, hi = spec.input_range
-    v = np.clip(y, np.float32(lo), np.float32(hi))
+    if scratch is None:
+        v = np.clip(y, np.float32(lo), np.float32(hi))
+    else:
+        v = np.clip(y, np.float32(lo), np.float32(hi), out=scratch[tuple(slice(0, n) for n in y.shape)])
     np.nan_to_num(v, copy=False, nan=lo)  # forged latents can drive a decoder to NaN
     if lo != 0.0:
         v -= np.float32(lo)
@@ -301,16 +329,14 @@ class OnnxVAEEncode(_VAESystem):
             batch = np.stack(
                 [img[np.ix_(rows[r.start * s : r.stop * s], cols[c.start * s : c.stop * s])] for r, c in todo]
             )
-            raw = run_session(session, _to_input(batch, spec))
+            raw = run_session(session, _to_input(batch, spec), release_memory=part.stop == len(windows))
+            del batch
             _check_shape(raw.shape, (len(todo), 4, wh, ww), spec, "encoder")
             for j, (r, c) in enumerate(todo):
-                out[:, r.core_start : r.core_stop, c.core_start : c.core_stop] = raw[
-                    j,
-                    :,
-                    r.core_start - r.start : r.core_stop - r.start,
-                    c.core_start - c.start : c.core_stop - c.start,
-                ]
-        out[...] = _to_latent(out, spec)
+                rs = slice(r.core_start - r.start, r.core_stop - r.start)
+                cs = slice(c.core_start - c.start, c.core_stop - c.start)
+                out[:, r.core_start : r.core_stop, c.core_start : c.core_stop] = _to_latent(raw[j, :, rs, cs], spec)
+            del raw  # onnxruntime's buffer: free it for the next run
 
 
 @register_system
@@ -401,10 +427,14 @@ class OnnxVAEDecode(_VAESystem):
         for (spec, hl, wl, h, w), group in groups.items():
             s = spec.stride
             session = get_session(spec.decoder, rt.providers, rt.threads)
-            out_ref = world.alloc((len(group), h, w, 3), np.uint8)
+            tiled = rt.tiled(h, w)
+            # A tiled (large) image gets a buffer of its own: decompress() hands it out uncopied.
+            out_ref = world.arena.alloc_dedicated((len(group), h, w, 3), np.uint8) if tiled else world.alloc(
+                (len(group), h, w, 3), np.uint8
+            )
             out = world.view(out_ref)
             latents = [world.view(world.get_component(e, Latent4).ref) for e in group]
-            if rt.tiled(h, w):
+            if tiled:
                 for i, z in enumerate(latents):
                     self._decode_tiled(session, spec, z, out[i], rt)
             else:
@@ -418,43 +448,66 @@ class OnnxVAEDecode(_VAESystem):
 
     @staticmethod
     def _decode_tiled(session: Any, spec: ModelSpec, z: F32, out: npt.NDArray[np.uint8], rt: _Runtime) -> None:
-        """Decode one latent window by window into ``out`` (h, w, 3), blending overlaps, row by row."""
+        """Decode one latent window by window into ``out`` (h, w, 3), blending the overlaps.
+
+        Windows run row by row, left to right. Within a row of windows, ``band`` accumulates the
+        weighted windows over the columns from the current window's start; once the next window
+        has started, the columns before it are complete for this row: their rows not shared with
+        the next row of windows are written to ``out``, the others are added to ``carry`` (those
+        rows over the whole width), which the next row of windows starts from.
+        """
         s = spec.stride
         h, w, _ = out.shape
         hl, wl = z.shape[1], z.shape[2]
-        width = wl * s
         tile, overlap = max(1, rt.tile_size // s), -(-rt.tile_overlap // s)
         ramp = 2 * overlap * s
         rows, cols = axis_windows(hl, tile, overlap), axis_windows(wl, tile, overlap)
-        col_weights = [feather_weights(c, wl, s, ramp) for c in cols]
+        row_weights, col_weights = blend_weights(rows, hl, s, ramp), blend_weights(cols, wl, s, ramp)
         wh, ww = rows[0].stop - rows[0].start, cols[0].stop - cols[0].start
         per_run = rt.per_run(wh * ww * s * s)
-        band_lo = 0  # first pixel row not yet written to `out`
-        acc = np.zeros((3, 0, width), dtype=np.float32)
-        wsum = np.zeros((0, width), dtype=np.float32)
+        # Buffers live for the whole image (no per-window allocations): `band` holds columns
+        # [x0, x0 + filled) of the current window row (windows are ww * s wide, never more), the
+        # two carries alternate between rows, `scratch` serves the uint8 conversion.
+        band = np.empty((3, wh * s, ww * s), dtype=np.float32)
+        scratch = np.empty_like(band)
+        finals = [rows[i + 1].start * s if i + 1 < len(rows) else hl * s for i in range(len(rows))]
+        shared = max(r.stop * s - f for r, f in zip(rows, finals, strict=True))
+        carries = [np.empty((3, shared, wl * s), dtype=np.float32) for _ in range(2)]
+        carry = carries[1][:, :0]  # partial sums of rows [y0, y0 + len) from earlier window rows
         for ri, r in enumerate(rows):
             y0, y1 = r.start * s, r.stop * s
-            grow = y1 - band_lo - acc.shape[1]
-            if grow > 0:
-                acc = np.concatenate([acc, np.zeros((3, grow, width), dtype=np.float32)], axis=1)
-                wsum = np.concatenate([wsum, np.zeros((grow, width), dtype=np.float32)], axis=0)
-            wy = feather_weights(r, hl, s, ramp)
+            final = finals[ri]  # rows < final are complete after this window row
+            keep = min(final, h) - y0  # rows of this window row written to `out` (the rest is padding)
+            next_carry = carries[ri % 2][:, : y1 - final]
+            filled = 0
+            wy = row_weights[ri][None, :, None]
             for part in _chunks(len(cols), per_run):
                 todo = cols[part]
                 batch = _from_latent(np.stack([z[:, r.start : r.stop, c.start : c.stop] for c in todo]), spec)
-                y = run_session(session, batch)
+                last = ri + 1 == len(rows) and part.stop == len(cols)
+                y = run_session(session, batch, release_memory=last)
                 _check_shape(y.shape, (len(todo), 3, wh * s, ww * s), spec, "decoder")
+                if not y.flags.writeable:  # pragma: no cover - onnxruntime returns its own arrays
+                    y = y.copy()
                 for j, c in enumerate(todo):
-                    weight = wy[:, None] * col_weights[part.start + j][None, :]
-                    x0, x1 = c.start * s, c.stop * s
-                    acc[:, y0 - band_lo : y1 - band_lo, x0:x1] += y[j] * weight
-                    wsum[y0 - band_lo : y1 - band_lo, x0:x1] += weight
-            final = rows[ri + 1].start * s if ri + 1 < len(rows) else hl * s
-            n = final - band_lo
-            if n > 0:
-                stop = min(final, h)
-                if stop > band_lo:
-                    k = stop - band_lo
-                    _to_uint8((acc[:, :k, :w] / wsum[:k, :w]).astype(np.float32, copy=False), spec, out[band_lo:stop])
-                acc, wsum = acc[:, n:].copy(), wsum[n:].copy()
-                band_lo = final
+                    ci = part.start + j
+                    x0 = c.start * s
+                    band[:, :, filled:] = 0.0
+                    # Weighted in place; no view of `y` outlives this batch, so onnxruntime can
+                    # reuse its buffer for the next run instead of growing its arena.
+                    y[j] *= wy
+                    y[j] *= col_weights[ci][None, None, :]
+                    band += y[j]
+                    done = cols[ci + 1].start * s if ci + 1 < len(cols) else wl * s  # columns < done are complete
+                    block = band[:, :, : done - x0]
+                    if carry.shape[1]:
+                        block[:, : carry.shape[1]] += carry[:, :, x0:done]
+                    if keep > 0 and x0 < w:
+                        _to_uint8(
+                            block[:, :keep, : min(done, w) - x0], spec, out[y0 : y0 + keep, x0 : min(done, w)], scratch
+                        )
+                    next_carry[:, :, x0:done] = block[:, final - y0 :]
+                    filled = ww * s - (done - x0)  # columns of the next window already summed here
+                    band[:, :, :filled] = band[:, :, done - x0 :]  # numpy buffers the overlapping copy
+                del y
+            carry = next_carry
