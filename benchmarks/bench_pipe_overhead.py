@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np
-from _util import median_seconds, write_json
+from _util import paired_medians, write_json
 
 from vaerans_ecs.components import Component
 from vaerans_ecs.core import System, World
@@ -75,8 +75,7 @@ def measure(ms_work: bool, repeats: int) -> dict[str, float]:
             pipe = pipe | s
         pipe.run()
 
-    t_pipe = median_seconds(via_pipe, repeats, warmup=3)
-    t_direct = median_seconds(lambda: direct(world, eids, block, ms_work), repeats, warmup=3)
+    t_pipe, t_direct = paired_medians(via_pipe, lambda: direct(world, eids, block, ms_work), repeats, warmup=3)
     return {
         "pipe_ms": t_pipe * 1e3,
         "direct_ms": t_direct * 1e3,
