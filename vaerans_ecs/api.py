@@ -31,7 +31,7 @@ from vaerans_ecs.systems.quantize import (
     step_for_quality,
     unpack_quant_params,
 )
-from vaerans_ecs.systems.vae import OnnxVAEEncode
+from vaerans_ecs.systems.vae import OnnxVAEEncode, is_tiled
 from vaerans_ecs.systems.wavelet import WaveletCDF53, WaveletHaar, band_layout
 
 __all__ = [
@@ -62,8 +62,7 @@ def _spawn_images(world: World, arrays: Sequence[npt.NDArray[np.uint8]], config:
     would be the largest allocation of the whole call; small images keep the arena's batching
     (one contiguous block per size) and its capacity limits.
     """
-    tile = config.runtime.tile_size
-    large = [tile > 0 and a.shape[0] * a.shape[1] > tile * tile for a in arrays]
+    large = [is_tiled(a.shape[0], a.shape[1], config.runtime.tile_size) for a in arrays]
     small = iter(world.spawn_batch_images([a for a, big in zip(arrays, large, strict=True) if not big]))
     return [
         world.spawn_image(a, copy=False) if big else next(small) for a, big in zip(arrays, large, strict=True)

@@ -359,18 +359,14 @@ def _crc_to_canary(crc: int) -> int:
     return (crc & ((1 << CANARY_BITS) - 1)) or 1
 
 
-def canary(sizes: Sequence[int], bands: Sequence[NDArray[np.uint8]]) -> int:
-    """Non-zero 20-bit check value (CRC-32) of the band sizes and all symbols.
+def canary(sizes: Sequence[int], symbols: NDArray[np.uint8]) -> int:
+    """Non-zero 20-bit check value (CRC-32) of the band sizes and all symbols (bands concatenated).
 
     It is the first symbol encoded, so it fills the coder's initial state nearly for free, and
     the last decoded: it catches wrong sizes, truncation, and corruption that an ANS decoder
-    would otherwise resynchronise from after a burst of wrong symbols. CRC-32 chains, so one
-    call over the concatenated bands gives the same value (the codec's fast path does that).
+    would otherwise resynchronise from after a burst of wrong symbols.
     """
-    crc = _crc_sizes(sizes)
-    for b in bands:
-        crc = zlib.crc32(np.ascontiguousarray(b).data, crc)
-    return _crc_to_canary(crc)
+    return _crc_to_canary(zlib.crc32(np.ascontiguousarray(symbols).data, _crc_sizes(sizes)))
 
 
 # ----------------------------------------------------------------------------- encoder side
@@ -786,7 +782,7 @@ def _plan(
             seg -= m.lo
         w = table_w.get(i) if table_w else None
         chunks.append(Chunk(seg, m.model() if w is None else categorical(w)))
-    chunks.append(_chunk([_crc_to_canary(zlib.crc32(cat.data, _crc_sizes(sizes)))], pr.canary))
+    chunks.append(_chunk([canary(sizes, cat)], pr.canary))
     return chunks
 
 
@@ -993,6 +989,6 @@ def decode_plan(decode: Decode, sizes: Sequence[int]) -> list[NDArray[np.uint8]]
             done, pending, parts, shifts = done + pending, 0, [], []
     if parts:
         _narrow(out[done:], parts, shifts)
-    if int(decode(PRIORS.canary, 1)[0]) != _crc_to_canary(zlib.crc32(out.data, _crc_sizes(n_all))):
+    if int(decode(PRIORS.canary, 1)[0]) != canary(n_all, out):
         raise _bad("check value mismatch (wrong band sizes, truncated or corrupted data)")
     return bands

@@ -52,6 +52,7 @@ __all__ = [
     "axis_windows",
     "blend_weights",
     "feather_weights",
+    "is_tiled",
     "pad_indices",
     "pad_mode",
 ]
@@ -136,6 +137,11 @@ def feather_weights(win: Window, n: int, stride: int, ramp: int) -> F32:
     if win.stop < n:
         np.minimum(w, (size - t) / r, out=w)
     return np.clip(w, np.float32(1e-3), np.float32(1.0))
+
+
+def is_tiled(height: int, width: int, tile_size: int) -> bool:
+    """Whether an image of ``height x width`` pixels is coded in tiles (``tile_size`` 0: never)."""
+    return tile_size > 0 and height * width > tile_size * tile_size
 
 
 def blend_weights(windows: Sequence[Window], n: int, stride: int, ramp: int) -> list[F32]:
@@ -225,7 +231,7 @@ class _Runtime:
         return 2 * self.tile_size * self.tile_size
 
     def tiled(self, height: int, width: int) -> bool:
-        return self.tile_size > 0 and height * width > self.tile_size * self.tile_size
+        return is_tiled(height, width, self.tile_size)
 
     def per_run(self, pixels_each: int) -> int:
         return self.budget // max(1, pixels_each) if self.budget else 1 << 30
