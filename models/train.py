@@ -3,6 +3,7 @@
     python models/train.py train --data ../shared/data/train --stride 4 --out runs/vae-f4c4 --steps N --seed 0
     python models/train.py train --out runs/vae-f4c4 --resume [--steps N]
     python models/train.py export --ckpt runs/vae-f4c4/last.pt --out models/vae-f4c4/
+    python models/train.py curve --model models/vae-f4c4   # rd.json on the held-out photos
 """
 
 from __future__ import annotations
@@ -22,6 +23,27 @@ from vaerans_ecs.training.train import TrainConfig, load_checkpoint, train  # no
 
 def _int_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
+
+
+def _write_curve(folder: Path, data: Path, holdout: int, argv: list[str] | None) -> None:
+    from vaerans_ecs.eval.curve import measure_curve
+    from vaerans_ecs.eval.harness import load_images
+    from vaerans_ecs.models import get_model
+    from vaerans_ecs.ratecurve import CURVE_FILE, save_curve
+
+    if data.resolve().name == "kodak" or holdout < 1:
+        raise SystemExit("the curve is measured on held-out training photos (--holdout >= 1), never on Kodak")
+    images = load_images(data)[-holdout:]
+    spec = get_model(str(folder.resolve()))
+    points = measure_curve(spec.name, [img for _, img in images])
+    command = "python models/train.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    save_curve(
+        folder / CURVE_FILE, points, model=folder.name, fingerprint=spec.fingerprint, command=command,
+        images=[name for name, _ in images],
+    )
+    for p in points:
+        print(f"step {p.step:7.3f}: {p.bpp:.4f} bpp {p.psnr:.2f} dB")
+    print(f"wrote {folder / CURVE_FILE}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--raw", action="store_true", help="export raw weights instead of the EMA")
     ex.add_argument("--step-min", type=float, default=None)
     ex.add_argument("--step-max", type=float, default=None)
+    cu = sub.add_parser("curve", help="measure a model folder's rate curve (rd.json) on held-out photos")
+    cu.add_argument("--model", required=True, help="model folder (encoder.onnx, decoder.onnx)")
+    cu.add_argument("--data", default=str(REPO / TrainConfig.data), help="the training folder")
+    cu.add_argument("--holdout", type=int, default=TrainConfig.holdout, help="its last N photos are used")
     args = parser.parse_args(argv)
 
     if args.cmd == "train":
@@ -62,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         if Path(cfg.data).resolve().name == "kodak":
             parser.error("refusing to train on the Kodak evaluation set")
         train(cfg, resume=args.resume)
+    elif args.cmd == "curve":
+        _write_curve(Path(args.model), Path(args.data), args.holdout, argv)
     else:
         meta = export_checkpoint(
             args.ckpt, args.out, use_ema=not args.raw, step_min=args.step_min, step_max=args.step_max

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import math
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.synthetic_vae import build_synthetic_vae
-from vaerans_ecs import models
+from vaerans_ecs import api, models
 from vaerans_ecs.config import CodecConfig, Config, get_config, load_config, set_config
 from vaerans_ecs.errors import ModelError
+from vaerans_ecs.eval.curve import measure_curve
 from vaerans_ecs.models import (
     DEFAULT_MODEL,
     ModelSpec,
@@ -25,6 +29,9 @@ from vaerans_ecs.models import (
     resolve_default,
     unregister_model,
 )
+from vaerans_ecs.ratecurve import CURVE_FILE, RatePoint, choose, save_curve
+from vaerans_ecs.systems.quantize import QuantizeU8, step_for_quality
+from vaerans_ecs.systems.vae import OnnxVAEEncode
 
 
 @pytest.fixture
@@ -218,3 +225,92 @@ def test_list_models_skips_broken(
     names = [m.name for m in list_models()]
     assert "synthetic-s8" in names and "good" in names and "broken" not in names
     assert names == sorted(names)
+
+
+# -- "default" choosing among built-in models by their rate curves --------------------------------
+
+
+def _gradient_image() -> np.ndarray:
+    y, x = np.mgrid[0:48, 0:64]
+    img = np.stack([x * 4, y * 5, (x + y) * 2], axis=-1) % 256
+    return img.astype(np.uint8)
+
+
+def _measure(name: str, folder: Path) -> tuple[RatePoint, ...]:
+    points = measure_curve(name, [_gradient_image()], qualities=(1, 30, 60, 100))
+    save_curve(folder / CURVE_FILE, points, model=name, fingerprint=get_model(name).fingerprint)
+    return get_model(name).curve
+
+
+def _spy_steps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the base step of every QuantizeU8 the api builds."""
+    seen: list[float] = []
+
+    class Spy(QuantizeU8):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            seen.append(self.base_step)
+
+    monkeypatch.setattr(api, "QuantizeU8", Spy)
+    return seen
+
+
+def _stream_model(data: bytes) -> str:
+    return next(s for s in api.inspect(data).header.pipeline if isinstance(s, OnnxVAEEncode)).model
+
+
+def test_default_picks_among_builtins_by_rate_curve(
+    builtins: Callable[..., dict[str, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = builtins("a-coarse", "b-fine")
+    # "a-coarse" is a stride-16 model (low rates), "b-fine" stride 4 (high rates)
+    build_synthetic_vae(found["a-coarse"], stride=16, model_name="a-coarse", step_max=8.0)
+    curves = {name: _measure(name, folder) for name, folder in found.items()}
+    assert all(len(c) >= 2 for c in curves.values())
+    assert [s.name for s in models.default_models()] == ["a-coarse", "b-fine"]
+    img = _gradient_image()
+    steps = _spy_steps(monkeypatch)
+    for quality in (1, 50, 100):
+        index, step = choose(list(curves.values()), quality=quality)
+        expect = list(curves)[index]
+        spec, chosen_step = models.choose_model(quality=quality)
+        assert (spec.name, chosen_step) == (expect, pytest.approx(step))
+        data = api.compress(img, quality)
+        assert _stream_model(data) == expect and steps[-1] == pytest.approx(step, rel=1e-6)
+        assert api.decompress(data).shape == img.shape
+    # the lowest quality goes to the model reaching the lowest rate, the highest to the highest
+    lowest = min(curves, key=lambda n: curves[n][0].bpp)
+    highest = max(curves, key=lambda n: curves[n][-1].bpp)
+    assert models.choose_model(quality=1)[0].name == lowest
+    assert models.choose_model(quality=100)[0].name == highest
+    assert models.choose_model(target_bpp=curves[lowest][0].bpp / 10)[0].name == lowest
+    # an explicit name keeps that model's own quality mapping
+    assert _stream_model(api.compress(img, 50, "b-fine")) == "b-fine"
+    spec = get_model("b-fine")
+    assert steps[-1] == pytest.approx(step_for_quality(50, spec.step_min, spec.step_max), rel=1e-6)
+
+
+def test_default_pinned_or_without_curves_is_one_model(
+    builtins: Callable[..., dict[str, Path]], config: Callable[[Config], None]
+) -> None:
+    found = builtins("a-coarse", "b-fine")
+    assert [s.name for s in models.default_models()] == ["a-coarse"]  # no curves: the plain default
+    assert math.isnan(models.choose_model(quality=10)[1])
+    _measure("b-fine", found["b-fine"])
+    _measure("a-coarse", found["a-coarse"])
+    config(Config(codec=CodecConfig(model="b-fine")))
+    assert [s.name for s in models.default_models()] == ["b-fine"]
+    spec, step = models.choose_model(quality=10)
+    assert spec.name == "b-fine" and math.isnan(step)
+
+
+def test_stale_or_broken_curve_is_ignored_with_a_warning(
+    builtins: Callable[..., dict[str, Path]], caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = builtins("a-coarse")["a-coarse"]
+    save_curve(folder / CURVE_FILE, [RatePoint(2.0, 0.1, 20.0), RatePoint(1.0, 0.2, 22.0)], fingerprint="0" * 16)
+    with caplog.at_level("WARNING", logger="vaerans_ecs.models"):
+        assert get_model("a-coarse").curve == ()
+    assert "ignoring its rate curve" in caplog.text
+    (folder / CURVE_FILE).write_text("{")
+    assert get_model("a-coarse").curve == ()

@@ -8,6 +8,7 @@ on a private World (so concurrent calls never share an arena), and serialize wit
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from vaerans_ecs.core.arena import Arena
 from vaerans_ecs.core.serialization import StreamHeader, pack_stream, unpack_stream
 from vaerans_ecs.errors import BitstreamError, VaeransError
 from vaerans_ecs.imaging import to_rgb_uint8
-from vaerans_ecs.models import ModelSpec, get_model
+from vaerans_ecs.models import ModelSpec, choose_model, get_model
 from vaerans_ecs.systems.entropy import ANSDecode, ANSEncode
 from vaerans_ecs.systems.hadamard import Hadamard4
 from vaerans_ecs.systems.quantize import (
@@ -79,12 +80,6 @@ def _transform(wavelet: str, levels: int) -> list[System]:
     raise VaeransError(f"unknown wavelet {wavelet!r}; use 'cdf53', 'haar' or 'none'")
 
 
-def _base_step(spec: ModelSpec, quality: float) -> float:
-    if not 1.0 <= quality <= 100.0:
-        raise VaeransError(f"quality must be in [1, 100], got {quality}")
-    return step_for_quality(quality, spec.step_min, spec.step_max)
-
-
 def entity_to_bytes(world: World, eid: int) -> bytes:
     """Serialize an entity that went through a pipeline ending in an entropy coder."""
     info = world.get_component(eid, ImageInfo)
@@ -127,8 +122,15 @@ def encode_entities(
 ) -> list[bytes]:
     """Compress entities holding RGB in ``world``: one batched VAE pass, then per-entity coding."""
     cfg = config or get_config()
-    spec = get_model(model)
     q = cfg.codec.quality if quality is None else float(quality)
+    if not 1.0 <= q <= 100.0:
+        raise VaeransError(f"quality must be in [1, 100], got {q}")
+    if target_bpp is not None and not (math.isfinite(target_bpp) and target_bpp > 0):
+        raise VaeransError(f"target_bpp must be a positive number, got {target_bpp}")
+    # "default" may stand for several built-in models sharing the rate range: the request picks one
+    spec, step = choose_model(model, quality=q if target_bpp is None else None, target_bpp=target_bpp)
+    if math.isnan(step):
+        step = step_for_quality(q, spec.step_min, spec.step_max)
     transform = [Hadamard4(), *_transform(wavelet or cfg.codec.wavelet, cfg.codec.levels if levels is None else levels)]
     front = world.pipe(list(eids)) | OnnxVAEEncode(model=spec.name)
     for system in transform:
@@ -138,7 +140,7 @@ def encode_entities(
     out = []
     for eid in eids:
         if target_bpp is None:
-            quant = QuantizeU8(step=_base_step(spec, q))
+            quant = QuantizeU8(step=step)
             (world.pipe(eid) | quant | ANSEncode(coder=coder_name)).run()
         else:
             _rate_control(world, eid, spec, target_bpp, coder_name)
@@ -148,8 +150,6 @@ def encode_entities(
 
 def _rate_control(world: World, eid: int, spec: ModelSpec, target_bpp: float, coder: str) -> None:
     """Bisection on the (continuous, log-scale) step until the stream is within 5 % of the target."""
-    if not target_bpp > 0:
-        raise VaeransError(f"target_bpp must be positive, got {target_bpp}")
     info = world.get_component(eid, ImageInfo)
     pixels = info.height * info.width
     before = world.history(eid)
@@ -190,7 +190,8 @@ def compress(
     """Compress one image (array or PIL; converted by :mod:`vaerans_ecs.imaging` rules) to bytes.
 
     ``quality`` in [1, 100] (default from config, 75) or ``target_bpp`` (rate control by bisection,
-    within +-5 % or the nearest reachable rate, logged).
+    within +-5 % or the nearest reachable rate, logged). ``model="default"`` lets the request pick
+    among the built-in models by their measured rate curves (:func:`vaerans_ecs.models.choose_model`).
     """
     return compress_batch([img], quality, model, target_bpp=target_bpp, wavelet=wavelet, levels=levels, coder=coder)[0]
 

@@ -943,18 +943,19 @@ def run_job(
 def _job_parameters(job: JobConfig, cfg: Config) -> tuple[dict[str, Any], str, str]:
     """Parameters that decide the output bytes, the resolved model name, and the output extension."""
     from vaerans_ecs import __version__
-    from vaerans_ecs.models import get_model
+    from vaerans_ecs.models import choose_model
 
     if job.operation == "decompress":
         fmt, ext = pillow_save_format(job.output_format)
         return {"operation": job.operation, "output_format": fmt, "version": __version__}, "", ext
-    spec = get_model(job.model or "default")
+    quality = None if job.target_bpp is not None else (job.quality or cfg.codec.quality)
+    spec, _ = choose_model(job.model or "default", quality=quality, target_bpp=job.target_bpp)
     params: dict[str, Any] = {
         "operation": job.operation,
         "version": __version__,
         "model": spec.name,
         "fingerprint": spec.fingerprint,
-        "quality": None if job.target_bpp is not None else (job.quality or cfg.codec.quality),
+        "quality": quality,
         "target_bpp": job.target_bpp,
         "wavelet": cfg.codec.wavelet,
         "levels": cfg.codec.levels,
@@ -1123,7 +1124,8 @@ def _run_job(
             if todo:
                 runner = _make_runner(job, setup, workers)
                 try:
-                    _drive(runner, todo, job, model_name, fmt, finish, fail, progress)
+                    # workers get the requested name: "default" picks its model (and step) per request
+                    _drive(runner, todo, job, job.model or "default", fmt, finish, fail, progress)
                 except BaseException:
                     runner.close(cancel=True)
                     raise
@@ -1196,7 +1198,7 @@ def _drive(
     runner: Runner,
     todo: Sequence[tuple[_Item, int, int]],
     job: JobConfig,
-    model_name: str,
+    model: str,
     fmt: str,
     finish: Callable[[_Item, int, int, TaskResult], None],
     fail: Callable[..., None],
@@ -1223,7 +1225,7 @@ def _drive(
                 fail(item, f"cannot read: {exc.strerror or exc}", size=size)
                 progress(str(item.input))
                 continue
-            task = Task(item.index, str(item.input), data, job.operation, job.quality, job.target_bpp, model_name, fmt)
+            task = Task(item.index, str(item.input), data, job.operation, job.quality, job.target_bpp, model, fmt)
             try:
                 future = runner.submit(task)
             except BrokenProcessPool:

@@ -314,14 +314,14 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     outputs = _plan_outputs(args, ".vae")
     try:
-        model = get_model(args.model).name
+        get_model(args.model)  # an unknown model fails before any file is read
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
     def work(index: int, data: bytes) -> tuple[bytes, str]:
         image = image_from_bytes(data)
-        stream = api.compress(image, args.quality, model, target_bpp=args.target_bpp)
+        stream = api.compress(image, args.quality, args.model, target_bpp=args.target_bpp)
         bpp = len(stream) * 8 / (image.shape[0] * image.shape[1])
         return stream, f"{image.shape[1]}x{image.shape[0]}, {len(stream)} bytes, {bpp:.4f} bpp"
 

@@ -14,6 +14,11 @@ Where models come from, by priority when names collide:
    that folder directly) (source ``"builtin"``);
 4. a path to such a folder, given as the name (source ``"path"``).
 
+A model folder may also hold ``rd.json``, the model's measured rate curve
+(:mod:`vaerans_ecs.ratecurve`). When ``[codec] model`` does not pin a model, ``"default"`` lets
+the built-in models that have curves share the work: :func:`choose_model` picks one per quality
+or target rate.
+
 ``"default"`` is an alias: ``[codec] model`` if it is set to something else, else the built-in
 :data:`DEFAULT_MODEL` if installed, else the first built-in by name. A resolved spec always
 carries the real name, never ``"default"``.
@@ -33,12 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from vaerans_ecs.errors import ModelError
+from vaerans_ecs.ratecurve import CURVE_FILE, RatePoint, choose, load_curve
 
 __all__ = [
     "DEFAULT_MODEL",
     "METADATA_KEYS",
     "ModelSpec",
     "builtin_model_dirs",
+    "choose_model",
+    "default_models",
     "file_fingerprint",
     "get_model",
     "list_models",
@@ -134,6 +142,8 @@ class ModelSpec:
     model_name: str = ""
     description: str = ""
     metadata: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    #: measured rate curve (``rd.json`` beside the decoder), sorted by rate; empty when absent
+    curve: tuple[RatePoint, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         where = f"model {self.name!r} ({self.source})"
@@ -174,6 +184,7 @@ class ModelSpec:
         """JSON-friendly summary (paths as strings, fingerprint included)."""
         info = asdict(self)
         info.pop("metadata")
+        info["curve"] = [asdict(p) for p in self.curve]
         info["encoder"] = str(self.encoder)
         info["decoder"] = str(self.decoder)
         info["input_range"] = list(self.input_range)
@@ -236,7 +247,14 @@ def _spec_from_files(
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = tuple(float(v) for v in value) if key == "input_range" else value
-    return ModelSpec(name=name, encoder=encoder, decoder=decoder, source=source, metadata=merged, **values)
+    spec = ModelSpec(name=name, encoder=encoder, decoder=decoder, source=source, metadata=merged, **values)
+    curve_file = decoder.parent / CURVE_FILE
+    if curve_file.is_file():
+        try:
+            spec = replace(spec, curve=load_curve(curve_file, spec.fingerprint))
+        except ModelError as exc:  # a stale or broken curve must not make the model unusable
+            log.warning("model %r: ignoring its rate curve: %s", name, exc)
+    return spec
 
 
 # -- sources of models --------------------------------------------------------------------------
@@ -337,6 +355,38 @@ def resolve_default() -> str:
         'name, set [codec] model = "NAME" with a [models.NAME] section (encoder = ..., decoder = ...) '
         "in vaerans_ecs.toml, or reinstall vaerans_ecs to get the built-in models"
     )
+
+
+def choose_model(
+    name: str = "default", *, quality: float | None = None, target_bpp: float | None = None
+) -> tuple[ModelSpec, float]:
+    """The model a request runs, and the quantizer step its rate curve predicts (NaN: none).
+
+    Any name but ``"default"`` is that model. ``"default"`` with ``[codec] model`` pinned, or with
+    no built-in model having a rate curve, is the plain default model. Otherwise
+    :func:`vaerans_ecs.ratecurve.choose` picks, by ``quality`` or ``target_bpp``, among the
+    built-in models that have curves.
+    """
+    if name != "default":
+        return get_model(name), math.nan
+    specs = _auto_models()
+    if specs and (quality is not None or target_bpp is not None):
+        index, step = choose([s.curve for s in specs], quality=quality, target_bpp=target_bpp)
+        return specs[index], step
+    return get_model("default"), math.nan
+
+
+def _auto_models() -> list[ModelSpec]:
+    """Built-in models with rate curves, unless ``[codec] model`` pins what "default" means."""
+    chosen = str(_config().codec.model)
+    if chosen and chosen != "default":
+        return []
+    return [spec for spec in (get_model(n) for n in builtin_model_dirs()) if spec.curve]
+
+
+def default_models() -> list[ModelSpec]:
+    """The models ``"default"`` may run: the built-ins with rate curves, else the one default model."""
+    return _auto_models() or [get_model("default")]
 
 
 def _unknown(name: str) -> ModelError:

@@ -168,19 +168,17 @@ class VaeransCodec(Codec):
         return None
 
     def describe(self) -> str:
-        from vaerans_ecs.models import get_model
-
         s = self._settings()
-        spec = get_model(self.model)
-        return (
-            f"vaerans_ecs, model {spec.name} (stride {spec.stride}, fingerprint {spec.fingerprint}), "
-            f"wavelet {s['wavelet']} x{s['levels']}, coder {s['coder']}"
+        models = ", ".join(
+            f"{spec.name} (stride {spec.stride}, fingerprint {spec.fingerprint})" for spec in self.models()
         )
+        chosen = " chosen per quality by their rate curves" if self.model == "default" and "," in models else ""
+        return f"vaerans_ecs, model {models}{chosen}, wavelet {s['wavelet']} x{s['levels']}, coder {s['coder']}"
 
     def models(self) -> list[Any]:
-        from vaerans_ecs.models import get_model
+        from vaerans_ecs.models import default_models, get_model
 
-        return [get_model(self.model)]
+        return default_models() if self.model == "default" else [get_model(self.model)]
 
     def encode(self, img: U8Image, quality: float) -> tuple[bytes, dict[str, float]]:
         from vaerans_ecs.api import encode_entities

@@ -1,0 +1,139 @@
+"""Measured rate-distortion curves of models, and the choice of model and step they drive.
+
+A built-in model may ship ``rd.json`` beside its ONNX files: mean bits per pixel and PSNR of the
+project's own compress/decompress at a grid of quantizer steps, measured on photos the model was
+not trained on (``python models/train.py curve``). With several such models, ``model="default"``
+picks per request (see :func:`choose`):
+
+* ``target_bpp``: the model whose curve has the highest PSNR at that rate (rate control then
+  searches that model's step);
+* ``quality`` 1..100: a rate level, log-linear from the lowest to the highest rate any curve
+  reaches, then the best model at that rate and the step its curve predicts for it.
+
+So a stride-8 model can serve the low rates and a stride-4 model the high ones, and the quality
+knob sweeps their upper envelope.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vaerans_ecs.errors import ModelError
+
+__all__ = ["CURVE_FILE", "RatePoint", "choose", "load_curve", "psnr_at", "rate_level", "save_curve", "step_at"]
+
+#: File name of a model's curve, beside ``encoder.onnx`` / ``decoder.onnx``.
+CURVE_FILE = "rd.json"
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One operating point: quantizer ``step`` -> mean ``bpp`` and mean ``psnr`` (dB)."""
+
+    step: float
+    bpp: float
+    psnr: float
+
+
+def _checked(points: Sequence[RatePoint], where: str) -> tuple[RatePoint, ...]:
+    """Sort by rate and check that it is a usable curve (finite, rate falls as the step grows)."""
+    pts = tuple(sorted(points, key=lambda p: p.bpp))
+    if len(pts) < 2:
+        raise ModelError(f"{where}: a rate curve needs at least 2 points, got {len(pts)}")
+    for p in pts:
+        if not all(math.isfinite(v) for v in (p.step, p.bpp, p.psnr)) or p.step <= 0 or p.bpp <= 0:
+            raise ModelError(f"{where}: invalid curve point {p}")
+    for a, b in itertools.pairwise(pts):
+        if not (a.bpp < b.bpp and a.step > b.step):
+            raise ModelError(f"{where}: the rate must fall strictly as the step grows ({a} vs {b})")
+    return pts
+
+
+def load_curve(path: str | Path, fingerprint: str | None = None) -> tuple[RatePoint, ...]:
+    """Read ``rd.json``; with ``fingerprint``, refuse a curve measured with another decoder."""
+    file = Path(path)
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+        points = [RatePoint(float(p["step"]), float(p["bpp"]), float(p["psnr"])) for p in doc["points"]]
+    except OSError as exc:
+        raise ModelError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{file}: not a rate curve ({type(exc).__name__}: {exc})") from None
+    found = doc.get("fingerprint")
+    if fingerprint is not None and found != fingerprint:
+        raise ModelError(f"{file} was measured with decoder {found}, not {fingerprint}: re-measure it")
+    return _checked(points, str(file))
+
+
+def save_curve(path: str | Path, points: Sequence[RatePoint], **provenance: Any) -> None:
+    """Write ``rd.json`` (points sorted by rate) with provenance fields (model, fingerprint, data...)."""
+    pts = _checked(points, str(path))
+    doc = {**provenance, "points": [{"step": p.step, "bpp": p.bpp, "psnr": p.psnr} for p in pts]}
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def _interp(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Piecewise-linear interpolation in increasing ``xs``, clamped at both ends."""
+    if x <= xs[0]:
+        return ys[0]
+    for i in range(1, len(xs)):
+        if x <= xs[i]:
+            t = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+            return ys[i - 1] + t * (ys[i] - ys[i - 1])
+    return ys[-1]
+
+
+def psnr_at(curve: Sequence[RatePoint], bpp: float) -> float:
+    """PSNR the curve predicts at ``bpp`` (linear in log-rate; -inf outside the measured range)."""
+    if not curve[0].bpp <= bpp <= curve[-1].bpp:
+        return -math.inf
+    return _interp(math.log(bpp), [math.log(p.bpp) for p in curve], [p.psnr for p in curve])
+
+
+def step_at(curve: Sequence[RatePoint], bpp: float) -> float:
+    """Step the curve predicts for ``bpp`` (log-step linear in log-rate, clamped to the curve)."""
+    log_step = _interp(math.log(bpp), [math.log(p.bpp) for p in curve], [math.log(p.step) for p in curve])
+    return math.exp(log_step)
+
+
+def rate_level(curves: Sequence[Sequence[RatePoint]], quality: float) -> float:
+    """Rate (bpp) that ``quality`` in [1, 100] stands for: log-linear over the curves' whole range."""
+    lo = min(c[0].bpp for c in curves)
+    hi = max(c[-1].bpp for c in curves)
+    t = (quality - 1.0) / 99.0
+    return math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
+
+
+def choose(
+    curves: Sequence[Sequence[RatePoint]], *, quality: float | None = None, target_bpp: float | None = None
+) -> tuple[int, float]:
+    """``(index of the best curve, predicted step)`` for a quality or a target rate.
+
+    The best curve has the highest PSNR at the rate; when no curve reaches the rate (a target
+    outside every measured range), the curve whose range ends nearest to it (in log-rate).
+    """
+    if not curves:
+        raise ModelError("no rate curves to choose from")
+    if (quality is None) == (target_bpp is None):
+        raise ModelError("choose() needs exactly one of quality and target_bpp")
+    if quality is not None:
+        if not 1.0 <= quality <= 100.0:
+            raise ModelError(f"quality must be in [1, 100], got {quality}")
+        bpp = rate_level(curves, quality)
+    else:
+        assert target_bpp is not None
+        if not (math.isfinite(target_bpp) and target_bpp > 0):
+            raise ModelError(f"target_bpp must be a positive number, got {target_bpp}")
+        bpp = target_bpp
+
+    def distance(c: Sequence[RatePoint]) -> float:
+        return max(math.log(c[0].bpp) - math.log(bpp), math.log(bpp) - math.log(c[-1].bpp), 0.0)
+
+    best = max(range(len(curves)), key=lambda i: (psnr_at(curves[i], bpp), -distance(curves[i])))
+    return best, step_at(curves[best], bpp)
