@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vaerans_ecs.models import builtin_model_dirs
+from vaerans_ecs.models import builtin_model_dirs, get_model
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,3 +29,16 @@ def test_builtin_models_have_both_files() -> None:
     for folder in dirs.values():
         assert (folder / "encoder.onnx").is_file() and (folder / "decoder.onnx").is_file()
         assert (folder / "decoder.onnx").stat().st_size < 10 * 2**20  # <= 10 MB per model file
+
+
+def test_builtin_models_have_current_rate_curves() -> None:
+    # a missing or stale rd.json would silently take the model out of "default"'s choice
+    for name in builtin_model_dirs():
+        spec = get_model(name)
+        assert len(spec.curve) >= 5, f"models/{name}/rd.json is missing or stale: python models/train.py curve"
+        assert [p.bpp for p in spec.curve] == sorted(p.bpp for p in spec.curve)
+
+
+def test_wheel_data_includes_rate_curves() -> None:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "*/rd.json" in data["vaerans_ecs._builtin_models"]

@@ -22,7 +22,8 @@ def test_interpolation_is_log_linear_and_bounded() -> None:
     assert psnr_at(LOW, mid) == pytest.approx(23.25)
     assert step_at(LOW, mid) == pytest.approx(8.0)
     assert psnr_at(LOW, 0.01) == -math.inf and psnr_at(LOW, 0.5) == -math.inf
-    assert step_at(LOW, 0.001) == pytest.approx(16.0) and step_at(LOW, 5.0) == pytest.approx(1.0)  # clamped to the curve
+    # clamped to the curve
+    assert step_at(LOW, 0.001) == pytest.approx(16.0) and step_at(LOW, 5.0) == pytest.approx(1.0)
 
 
 def test_quality_walks_the_envelope() -> None:

@@ -29,3 +29,15 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     out = namespace["out"]
     assert isinstance(out, np.ndarray) and out.shape == picture.shape and out.dtype == np.uint8
     assert isinstance(namespace["data"], bytes)
+
+
+def test_relative_links_point_to_files() -> None:
+    # a link to an ignored (never committed) file breaks on a clean clone, where CI runs this
+    doc = README.name
+    root = README.parent
+    text = README.read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)\)", text)
+    local = [t for t in targets if "://" not in t and not t.startswith("mailto:")]
+    assert local, f"{doc} links to no local file (pattern broken?)"
+    missing = [t for t in local if not (root / t).exists()]
+    assert not missing, f"{doc} links to missing files: {missing}"

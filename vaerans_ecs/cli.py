@@ -436,15 +436,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from vaerans_ecs.models import list_models, resolve_default
+    from vaerans_ecs.models import default_models, list_models
 
     specs = list_models()
     try:
-        default = resolve_default()
+        defaults = [spec.name for spec in default_models()]
     except ModelError:
-        default = ""
+        defaults = []
     if args.json:
-        rows = [{**spec.describe(), "default": spec.name == default} for spec in specs]
+        rows = [{**spec.describe(), "default": spec.name in defaults} for spec in specs]
         json.dump(rows, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return EXIT_OK
@@ -455,17 +455,22 @@ def _cmd_models(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_OK
-    rows_text = [("NAME", "FINGERPRINT", "STRIDE", "SOURCE", "FILES")]
+    rows_text = [("NAME", "FINGERPRINT", "STRIDE", "RATES (bpp)", "SOURCE", "FILES")]
     for spec in specs:
         same = spec.encoder.parent == spec.decoder.parent
         files = str(spec.encoder.parent) if same else f"{spec.encoder}, {spec.decoder}"
-        mark = " *" if spec.name == default else ""
-        rows_text.append((spec.name + mark, spec.fingerprint, str(spec.stride), spec.source, files))
-    widths = [max(len(r[i]) for r in rows_text) for i in range(4)]
+        mark = " *" if spec.name in defaults else ""
+        rates = f"{spec.curve[0].bpp:.3f}-{spec.curve[-1].bpp:.3f}" if spec.curve else "-"
+        rows_text.append((spec.name + mark, spec.fingerprint, str(spec.stride), rates, spec.source, files))
+    widths = [max(len(r[i]) for r in rows_text) for i in range(5)]
     for row in rows_text:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
-    if default:
-        print(f"* = the model 'default' stands for ({default})")
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:5])) + "  " + row[5])
+    if len(defaults) > 1:
+        print(f"* = the models 'default' picks from by quality or target rate ({', '.join(defaults)})")
+    elif defaults:
+        print(f"* = the model 'default' stands for ({defaults[0]})")
+    if any(spec.curve for spec in specs):
+        print("RATES: the range of the model's measured rate curve (rd.json, held-out photos)")
     return EXIT_OK
 
 

@@ -1,4 +1,4 @@
-"""``python -m vaerans_ecs.demo [IMAGE]``: compress and decompress one image with the default model.
+"""``python -m vaerans_ecs.demo [IMAGE]``: compress and decompress one image with the default model(s).
 
 With no argument a synthetic 512x384 test image is generated, so the command works on a fresh
 machine with nothing but the installed package. Prints size, bits per pixel, PSNR and timings.
@@ -13,7 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 import vaerans_ecs
-from vaerans_ecs.models import get_model
+from vaerans_ecs.api import inspect
+from vaerans_ecs.models import default_models
+from vaerans_ecs.systems.vae import OnnxVAEEncode
 
 
 def test_image(height: int = 384, width: int = 512) -> npt.NDArray[np.uint8]:
@@ -39,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         name = args[0]
     else:
         img, name = test_image(), "generated 512x384 test image"
-    spec = get_model("default")
-    print(f"vaerans_ecs {vaerans_ecs.__version__}, model {spec.name} (fingerprint {spec.fingerprint}), {name}")
+    models = ", ".join(f"{spec.name} (fingerprint {spec.fingerprint})" for spec in default_models())
+    print(f"vaerans_ecs {vaerans_ecs.__version__}, default model {models}, {name}")
     for quality in (25, 50, 75, 95):
         t0 = time.perf_counter()
         data = vaerans_ecs.compress(img, quality=quality)
@@ -50,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         mse = float(np.mean((recon.astype(np.float64) - img) ** 2))
         psnr = 10 * np.log10(255.0**2 / max(mse, 1e-12))
         bpp = len(data) * 8 / (img.shape[0] * img.shape[1])
+        model = next(s.model for s in inspect(data).header.pipeline if isinstance(s, OnnxVAEEncode))
         print(
-            f"quality {quality:3d}: {len(data):7d} bytes  {bpp:6.3f} bpp  PSNR {psnr:6.2f} dB  "
+            f"quality {quality:3d}: {model}  {len(data):7d} bytes  {bpp:6.3f} bpp  PSNR {psnr:6.2f} dB  "
             f"compress {1e3 * (t1 - t0):6.1f} ms  decompress {1e3 * (t2 - t1):6.1f} ms"
         )
         if recon.shape != img.shape:
