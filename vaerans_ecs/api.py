@@ -129,7 +129,7 @@ def encode_entities(
         raise VaeransError(f"target_bpp must be a positive number, got {target_bpp}")
     # "default" may stand for several built-in models sharing the rate range: the request picks one
     spec, step = choose_model(model, quality=q if target_bpp is None else None, target_bpp=target_bpp)
-    if math.isnan(step):
+    if step is None:
         step = step_for_quality(q, spec.step_min, spec.step_max)
     transform = [Hadamard4(), *_transform(wavelet or cfg.codec.wavelet, cfg.codec.levels if levels is None else levels)]
     front = world.pipe(list(eids)) | OnnxVAEEncode(model=spec.name)

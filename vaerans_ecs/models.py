@@ -359,8 +359,8 @@ def resolve_default() -> str:
 
 def choose_model(
     name: str = "default", *, quality: float | None = None, target_bpp: float | None = None
-) -> tuple[ModelSpec, float]:
-    """The model a request runs, and the quantizer step its rate curve predicts (NaN: none).
+) -> tuple[ModelSpec, float | None]:
+    """The model a request runs, and the quantizer step its rate curve predicts (None: none).
 
     Any name but ``"default"`` is that model. ``"default"`` with ``[codec] model`` pinned, or with
     no built-in model having a rate curve, is the plain default model. Otherwise
@@ -368,12 +368,12 @@ def choose_model(
     built-in models that have curves.
     """
     if name != "default":
-        return get_model(name), math.nan
+        return get_model(name), None
     specs = _auto_models()
     if specs and (quality is not None or target_bpp is not None):
         index, step = choose([s.curve for s in specs], quality=quality, target_bpp=target_bpp)
         return specs[index], step
-    return get_model("default"), math.nan
+    return get_model("default"), None
 
 
 def _auto_models() -> list[ModelSpec]:

@@ -170,10 +170,9 @@ class VaeransCodec(Codec):
 
     def describe(self) -> str:
         s = self._settings()
-        models = ", ".join(
-            f"{spec.name} (stride {spec.stride}, fingerprint {spec.fingerprint})" for spec in self.models()
-        )
-        chosen = " chosen per quality by their rate curves" if self.model == "default" and "," in models else ""
+        specs = self.models()
+        models = ", ".join(f"{spec.name} (stride {spec.stride}, fingerprint {spec.fingerprint})" for spec in specs)
+        chosen = " chosen per quality by their rate curves" if len(specs) > 1 else ""
         return f"vaerans_ecs, model {models}{chosen}, wavelet {s['wavelet']} x{s['levels']}, coder {s['coder']}"
 
     def models(self) -> list[Any]:
