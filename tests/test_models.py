@@ -283,6 +283,15 @@ def test_default_picks_among_builtins_by_rate_curve(
     assert models.choose_model(quality=1)[0].name == lowest
     assert models.choose_model(quality=100)[0].name == highest
     assert models.choose_model(target_bpp=curves[lowest][0].bpp / 10)[0].name == lowest
+    # target_bpp starts its search at the step the curve predicts: on the image the curves were
+    # measured on, a measured rate is hit by the first trial
+    name, point = next(
+        (n, p) for n, c in curves.items() for p in c if models.choose_model(target_bpp=p.bpp)[0].name == n
+    )
+    assert models.choose_model(target_bpp=point.bpp)[1] == pytest.approx(point.step)
+    del steps[:]
+    data = api.compress(img, target_bpp=point.bpp)
+    assert _stream_model(data) == name and steps == [pytest.approx(point.step, rel=1e-6)]
     # an explicit name keeps that model's own quality mapping
     assert _stream_model(api.compress(img, 50, "b-fine")) == "b-fine"
     spec = get_model("b-fine")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vaerans_ecs.errors import ModelError
-from vaerans_ecs.ratecurve import RatePoint, choose, load_curve, psnr_at, rate_level, save_curve, step_at
+from vaerans_ecs.ratecurve import RatePoint, choose, load_curve, psnr_at, rate_level, save_curve, step_at, useful
 
 # A stride-8-like curve (good at low rates, saturating early) and a stride-4-like one.
 LOW = (RatePoint(16.0, 0.02, 22.0), RatePoint(4.0, 0.06, 24.5), RatePoint(1.0, 0.20, 26.0))
@@ -93,3 +93,22 @@ def test_load_rejects_broken_curves(tmp_path: Path, text: str) -> None:
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="cannot read"):
         load_curve(tmp_path / "absent.json")
+
+
+# beaten by HIGH (and LOW) at every one of its points, though it reaches a higher rate than both
+WORSE = (RatePoint(8.0, 0.07, 23.0), RatePoint(2.0, 0.20, 27.0), RatePoint(0.4, 0.70, 30.5))
+
+
+def test_a_curve_beaten_everywhere_takes_no_part() -> None:
+    assert useful([LOW, HIGH, WORSE]) == [0, 1]
+    assert useful([WORSE, LOW, HIGH]) == [1, 2]
+    assert useful([HIGH, HIGH, LOW]) == [0, 2]  # of identical curves, the first
+    assert useful([WORSE]) == [0]
+    # quality 100 stays with the best model, not the one that merely reaches further
+    assert choose([LOW, HIGH, WORSE], quality=100) == (1, pytest.approx(0.5))
+    assert choose([WORSE, LOW, HIGH], target_bpp=0.65) == (2, pytest.approx(0.5))
+    assert [choose([LOW, WORSE, HIGH], quality=q)[0] for q in (1, 50, 100)] == [0, 2, 2]
+    # one point where it is better keeps it
+    better_top = (*WORSE[:2], RatePoint(0.4, 0.70, 31.5))
+    assert useful([LOW, HIGH, better_top]) == [0, 1, 2]
+    assert choose([LOW, HIGH, better_top], quality=100)[0] == 2

@@ -143,13 +143,18 @@ def encode_entities(
             quant = QuantizeU8(step=step)
             (world.pipe(eid) | quant | ANSEncode(coder=coder_name)).run()
         else:
-            _rate_control(world, eid, spec, target_bpp, coder_name)
+            _rate_control(world, eid, spec, target_bpp, coder_name, guess=step)
         out.append(entity_to_bytes(world, eid))
     return out
 
 
-def _rate_control(world: World, eid: int, spec: ModelSpec, target_bpp: float, coder: str) -> None:
-    """Bisection on the (continuous, log-scale) step until the stream is within 5 % of the target."""
+def _rate_control(
+    world: World, eid: int, spec: ModelSpec, target_bpp: float, coder: str, guess: float | None = None
+) -> None:
+    """Bisection on the (continuous, log-scale) step until the stream is within 5 % of the target.
+
+    ``guess`` (the step the model's rate curve predicts) is tried first and halves the bracket.
+    """
     info = world.get_component(eid, ImageInfo)
     pixels = info.height * info.width
     before = world.history(eid)
@@ -160,18 +165,21 @@ def _rate_control(world: World, eid: int, spec: ModelSpec, target_bpp: float, co
         (world.pipe(eid) | QuantizeU8(step=float(np.exp(log_step))) | ANSEncode(coder=coder)).run()
         return len(entity_to_bytes(world, eid)) * 8 / pixels
 
+    probe = 0.5 * (lo + hi)
+    if guess is not None and lo < np.log(guess) < hi:
+        probe = float(np.log(guess))
     best: tuple[float, float] | None = None
     for _ in range(24):
-        mid = 0.5 * (lo + hi)
-        bpp = trial(mid)
+        bpp = trial(probe)
         if best is None or abs(bpp - target_bpp) < abs(best[1] - target_bpp):
-            best = (mid, bpp)
+            best = (probe, bpp)
         if abs(bpp - target_bpp) <= 0.05 * target_bpp:
             return
         if bpp > target_bpp:
-            lo = mid
+            lo = probe
         else:
-            hi = mid
+            hi = probe
+        probe = 0.5 * (lo + hi)
     assert best is not None
     bpp = trial(best[0])
     log.warning("target_bpp=%.4f not reachable within 5%%; nearest reachable rate is %.4f bpp", target_bpp, bpp)

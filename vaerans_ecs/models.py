@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from vaerans_ecs.errors import ModelError
-from vaerans_ecs.ratecurve import CURVE_FILE, RatePoint, choose, load_curve
+from vaerans_ecs.ratecurve import CURVE_FILE, RatePoint, choose, load_curve, useful
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -377,11 +377,15 @@ def choose_model(
 
 
 def _auto_models() -> list[ModelSpec]:
-    """Built-in models with rate curves, unless ``[codec] model`` pins what "default" means."""
+    """Built-in models with useful rate curves, unless ``[codec] model`` pins what "default" means.
+
+    A model another one beats all along its curve is left out (it still decodes its streams).
+    """
     chosen = str(_config().codec.model)
     if chosen and chosen != "default":
         return []
-    return [spec for spec in (get_model(n) for n in builtin_model_dirs()) if spec.curve]
+    specs = [spec for spec in (get_model(n) for n in builtin_model_dirs()) if spec.curve]
+    return [specs[i] for i in useful([spec.curve for spec in specs])]
 
 
 def default_models() -> list[ModelSpec]:

@@ -11,7 +11,8 @@ picks per request (see :func:`choose`):
   reaches, then the best model at that rate and the step its curve predicts for it.
 
 So a stride-8 model can serve the low rates and a stride-4 model the high ones, and the quality
-knob sweeps their upper envelope.
+knob sweeps their upper envelope. A model that another one beats at every point of its curve
+(:func:`useful`) takes no part: it ships only so that streams made with it still decode.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from typing import Any
 
 from vaerans_ecs.errors import ModelError
 
-__all__ = ["CURVE_FILE", "RatePoint", "choose", "load_curve", "psnr_at", "rate_level", "save_curve", "step_at"]
+__all__ = [
+    "CURVE_FILE", "RatePoint", "choose", "load_curve", "psnr_at", "rate_level", "save_curve", "step_at", "useful",
+]
 
 #: File name of a model's curve, beside ``encoder.onnx`` / ``decoder.onnx``.
 CURVE_FILE = "rd.json"
@@ -110,16 +113,38 @@ def rate_level(curves: Sequence[Sequence[RatePoint]], quality: float) -> float:
     return math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
 
 
+def _covers(b: Sequence[RatePoint], a: Sequence[RatePoint]) -> bool:
+    """Whether curve ``b`` reaches at least ``a``'s PSNR at no more than ``a``'s rate, at each point of ``a``."""
+    return all(b[0].bpp <= p.bpp and psnr_at(b, min(p.bpp, b[-1].bpp)) >= p.psnr for p in a)
+
+
+def useful(curves: Sequence[Sequence[RatePoint]]) -> list[int]:
+    """Indices of the curves no other curve covers (of two identical curves, the first)."""
+    return [
+        i for i, a in enumerate(curves)
+        if not any(j != i and _covers(b, a) and (j < i or not _covers(a, b)) for j, b in enumerate(curves))
+    ]
+
+
 def choose(
     curves: Sequence[Sequence[RatePoint]], *, quality: float | None = None, target_bpp: float | None = None
 ) -> tuple[int, float]:
     """``(index of the best curve, predicted step)`` for a quality or a target rate.
 
-    The best curve has the highest PSNR at the rate; when no curve reaches the rate (a target
-    outside every measured range), the curve whose range ends nearest to it (in log-rate).
+    Only :func:`useful` curves take part. The best has the highest PSNR at the rate; when none
+    reaches the rate (a target outside every measured range), the one whose range ends nearest
+    to it (in log-rate).
     """
     if not curves:
         raise ModelError("no rate curves to choose from")
+    keep = useful(curves)
+    index, step = _choose([curves[i] for i in keep], quality=quality, target_bpp=target_bpp)
+    return keep[index], step
+
+
+def _choose(
+    curves: Sequence[Sequence[RatePoint]], *, quality: float | None = None, target_bpp: float | None = None
+) -> tuple[int, float]:
     if (quality is None) == (target_bpp is None):
         raise ModelError("choose() needs exactly one of quality and target_bpp")
     if quality is not None:

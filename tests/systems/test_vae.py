@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -268,3 +269,20 @@ def test_tiling_uses_the_runtime_config(
     assert len(shapes) > 2
     # The model is block-local, so tiling changes nothing but float rounding ties.
     assert np.abs(rec.astype(np.int16) - reference_roundtrip(img)).max() <= 1
+
+
+@pytest.mark.parametrize("input_range", [(0.0, 1.0), (-1.0, 1.0)])
+@pytest.mark.parametrize("use_scratch", [False, True])
+def test_to_uint8_clips_rounds_and_maps_nan_to_the_lower_bound(
+    input_range: tuple[float, float], use_scratch: bool
+) -> None:
+    """Decoder output -> uint8: out-of-range values clip, NaN (a forged latent's) becomes black."""
+    lo, hi = input_range
+    spec = ModelSpec(name="m", encoder=Path("e.onnx"), decoder=Path("d.onnx"), input_range=input_range)
+    y = np.array([np.nan, np.inf, -np.inf, lo - 5, hi + 5, lo, hi, lo + (hi - lo) * 0.5], np.float32)
+    y = np.broadcast_to(y.reshape(1, 1, 8), (3, 2, 8)).copy()
+    out = np.zeros((2, 8, 3), np.uint8)
+    scratch = np.full((3, 4, 9), 7.0, np.float32) if use_scratch else None
+    vae._to_uint8(y, spec, out, scratch)
+    expect = np.array([0, 255, 0, 0, 255, 0, 255, 128], np.uint8)
+    assert (out == expect[None, :, None]).all()

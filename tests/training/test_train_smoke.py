@@ -64,3 +64,48 @@ def test_train_export_onnx(tmp_path: Path) -> None:
     recon = dec.run(None, {"latent": latent})[0]
     assert recon.shape == (1, 3, 48, 80)
     assert recon.min() >= 0.0 and recon.max() <= 1.0
+
+
+def test_grow_is_function_preserving() -> None:
+    """Extra decoder blocks start as the identity: the grown net decodes exactly as before."""
+    from vaerans_ecs.training.model import AutoEncoder, ModelConfig, grow
+
+    torch.manual_seed(0)
+    small = dict(stride=4, enc_widths=[8, 16], dec_widths=[16, 8])
+    old = AutoEncoder(ModelConfig(**small))  # type: ignore[arg-type]
+    new = AutoEncoder(ModelConfig(**small, dec_blocks=2, tail_blocks=1, tail_hidden=12))  # type: ignore[arg-type]
+    assert grow(old, new) == 2
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(new.encoder(x), old.encoder(x))
+        lat = old.encoder(x)
+        assert torch.allclose(new.decoder(lat), old.decoder(lat), atol=1e-6)
+        assert not torch.equal(old.decoder(lat), old.decoder(lat + 1))  # the check can fail
+    with pytest.raises(ValueError, match="cannot grow"):
+        grow(new, old)
+
+
+def test_train_init_from_grows_and_exports(tmp_path: Path) -> None:
+    """A fresh run with init_from starts from another checkpoint with extra blocks; resume keeps them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, size=(72, 72, 3), dtype=np.uint8)).save(data / f"{i:03d}.png")
+    common = dict(
+        data=str(data), stride=4, batch=2, crop=64, holdout=1, log_every=2, eval_every=100,
+        warmup=1, threads=2, enc_widths=[8, 16], dec_widths=[16, 8],
+    )
+    base = train(TrainConfig(out=str(tmp_path / "base"), steps=2, **common))  # type: ignore[arg-type]
+    grown_cfg = TrainConfig(
+        out=str(tmp_path / "grown"), steps=2, init_from=str(base), dec_blocks=2, tail_blocks=1,
+        tail_hidden=12, **common,  # type: ignore[arg-type]
+    )
+    train(grown_cfg)
+    resumed = TrainConfig(out=str(tmp_path / "grown"), steps=3, **common)  # type: ignore[arg-type]
+    ckpt = train(resumed, resume=True)
+    log = (tmp_path / "grown" / "train.log").read_text()
+    assert "initialised from" in log and "2 new decoder blocks" in log and "resumed from" in log
+    assert resumed.tail_blocks == 1 and resumed.dec_blocks == 2  # the architecture comes from the checkpoint
+    meta = export_checkpoint(ckpt, tmp_path / "onnx")
+    assert "blocks2+tail1x12" in meta["vaerans.recipe"] and "from last.pt" in meta["vaerans.recipe"]

@@ -178,11 +178,10 @@ def _to_uint8(y: F32, spec: ModelSpec, out: npt.NDArray[np.uint8], scratch: F32 
     ``scratch`` (at least ``y``'s shape) holds the float intermediate instead of a new array.
     """
     lo, hi = spec.input_range
-    if scratch is None:
-        v = np.clip(y, np.float32(lo), np.float32(hi))
-    else:
-        v = np.clip(y, np.float32(lo), np.float32(hi), out=scratch[tuple(slice(0, n) for n in y.shape)])
-    np.nan_to_num(v, copy=False, nan=lo)  # forged latents can drive a decoder to NaN
+    target = None if scratch is None else scratch[tuple(slice(0, n) for n in y.shape)]
+    # fmax/fmin (unlike clip) map NaN to the bound: forged latents can drive a decoder to NaN
+    v = np.fmax(y, np.float32(lo), out=target)
+    np.fmin(v, np.float32(hi), out=v)
     if lo != 0.0:
         v -= np.float32(lo)
     v *= np.float32(255.0 / (hi - lo))

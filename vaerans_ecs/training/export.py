@@ -28,11 +28,25 @@ class _DecoderExport(nn.Module):
 def recipe_string(train_cfg: dict[str, object], step: int, mcfg: ModelConfig) -> str:
     """Short, git-free description of how the weights were made."""
     return (
-        f"conv-ae-gdn s{mcfg.stride} enc{mcfg.enc_widths} dec{mcfg.dec_widths}; "
+        f"conv-ae-gdn s{mcfg.stride} enc{mcfg.enc_widths} dec{mcfg.dec_widths}{_blocks(mcfg)}; "
         f"hadamard4+haar3 noise/ste, laplace per-image rate, lambda={train_cfg['lambda_max']}*"
         f"({train_cfg['step_min']}/step)^2; {step} steps batch {train_cfg['batch']} crop {train_cfg['crop']} "
-        f"seed {train_cfg['seed']}; data: {Path(str(train_cfg['data'])).name} minus last {train_cfg['holdout']}"
+        f"seed {train_cfg['seed']}{_init(train_cfg)}; "
+        f"data: {Path(str(train_cfg['data'])).name} minus last {train_cfg['holdout']}"
     )
+
+
+def _blocks(mcfg: ModelConfig) -> str:
+    """Extra decoder blocks in the recipe id (empty for the original layout, so old ids stay)."""
+    if mcfg.dec_blocks == 1 and mcfg.tail_blocks == 0:
+        return ""
+    return f" blocks{mcfg.dec_blocks}+tail{mcfg.tail_blocks}x{mcfg.tail_hidden}"
+
+
+def _init(train_cfg: dict[str, object]) -> str:
+    """Where a grown model's weights started (its base checkpoint's file name)."""
+    base = train_cfg.get("init_from")
+    return f" from {Path(str(base)).name}" if base else ""
 
 
 def _set_metadata(path: Path, meta: dict[str, str]) -> None:

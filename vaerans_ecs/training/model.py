@@ -24,6 +24,9 @@ class ModelConfig:
     enc_widths: list[int] = field(default_factory=list)
     dec_widths: list[int] = field(default_factory=list)
     latent_channels: int = LATENT_CHANNELS
+    dec_blocks: int = 1  # residual blocks in the decoder trunk (1/stride resolution)
+    tail_blocks: int = 0  # residual blocks at 1/2 resolution, before the last convolutions
+    tail_hidden: int = 64  # hidden width of the tail blocks
 
     def __post_init__(self) -> None:
         levels = _levels(self.stride)
@@ -79,13 +82,17 @@ class SimpleGDN(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """Residual block: 3x3 conv, LeakyReLU, 1x1 conv, skip (cheap receptive field)."""
+    """Residual block: 3x3 conv, LeakyReLU, 1x1 conv, skip (cheap receptive field).
 
-    def __init__(self, channels: int) -> None:
+    ``hidden`` widens the inner layer (an inverted bottleneck) for thin stages.
+    """
+
+    def __init__(self, channels: int, hidden: int | None = None) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        inner = hidden or channels
+        self.conv1 = nn.Conv2d(channels, inner, 3, padding=1)
         self.act = nn.LeakyReLU(0.1)
-        self.conv2 = nn.Conv2d(channels, channels, 1)
+        self.conv2 = nn.Conv2d(inner, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual update."""
@@ -119,7 +126,7 @@ class Decoder(nn.Module):
         layers: list[nn.Module] = [
             nn.Conv2d(cfg.latent_channels, w[0], 3, padding=1),
             SimpleGDN(w[0], inverse=True),
-            ResBlock(w[0]),
+            *(ResBlock(w[0]) for _ in range(cfg.dec_blocks)),
         ]
         for prev, width in pairwise(w):
             layers += [
@@ -128,6 +135,7 @@ class Decoder(nn.Module):
                 SimpleGDN(width, inverse=True),
             ]
         last = w[-1]
+        layers += [ResBlock(last, cfg.tail_hidden) for _ in range(cfg.tail_blocks)]
         layers += [
             nn.Conv2d(last, last, 3, padding=1),
             nn.LeakyReLU(0.1),
@@ -149,6 +157,36 @@ class AutoEncoder(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+
+
+def grow(old: AutoEncoder, new: AutoEncoder) -> int:
+    """Copy ``old``'s weights into ``new``, a copy with extra decoder blocks; return blocks added.
+
+    Layers are matched in order; a residual block ``new`` has and ``old`` lacks gets a zero
+    last convolution, so the grown network computes exactly what ``old`` did and training
+    continues from there (function-preserving growth).
+    """
+    new.encoder.load_state_dict(old.encoder.state_dict())
+    old_layers = list(old.decoder.net)
+    added = 0
+    i = 0
+    for layer in new.decoder.net:
+        src = old_layers[i] if i < len(old_layers) else None
+        if isinstance(layer, ResBlock) and not (
+            isinstance(src, ResBlock) and src.conv1.weight.shape == layer.conv1.weight.shape
+        ):
+            with torch.no_grad():
+                for param in layer.conv2.parameters():
+                    param.zero_()
+            added += 1
+            continue
+        if src is None or type(src) is not type(layer):
+            raise ValueError(f"cannot grow: decoder layer {type(layer).__name__} has no counterpart")
+        layer.load_state_dict(src.state_dict())
+        i += 1
+    if i != len(old_layers):
+        raise ValueError("cannot grow: the new decoder drops layers of the old one")
+    return added
 
 
 def count_params(module: nn.Module) -> int:

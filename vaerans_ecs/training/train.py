@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .data import CropSampler, center_crop, list_images, load_rgb
-from .model import AutoEncoder, ModelConfig, count_params, macs_per_pixel
+from .model import AutoEncoder, ModelConfig, count_params, grow, macs_per_pixel
 from .rate import WAVELET_LEVELS, empirical_bits, quantise_and_rate
 
 
@@ -33,6 +33,10 @@ class TrainConfig:
     stride: int = 4
     enc_widths: list[int] = field(default_factory=list)
     dec_widths: list[int] = field(default_factory=list)
+    dec_blocks: int = 1
+    tail_blocks: int = 0
+    tail_hidden: int = 64
+    init_from: str = ""  # checkpoint to start from (a fresh run; extra decoder blocks start as identity)
     steps: int = 200_000
     seed: int = 0
     batch: int = 8
@@ -70,9 +74,15 @@ class TrainConfig:
         return lr
 
 
+ARCH_KEYS = ("stride", "enc_widths", "dec_widths", "dec_blocks", "tail_blocks", "tail_hidden")
+
+
 def model_config(cfg: TrainConfig) -> ModelConfig:
     """Architecture config implied by the training config."""
-    return ModelConfig(stride=cfg.stride, enc_widths=list(cfg.enc_widths), dec_widths=list(cfg.dec_widths))
+    return ModelConfig(
+        stride=cfg.stride, enc_widths=list(cfg.enc_widths), dec_widths=list(cfg.dec_widths),
+        dec_blocks=cfg.dec_blocks, tail_blocks=cfg.tail_blocks, tail_hidden=cfg.tail_hidden,
+    )
 
 
 def sample_steps(rng: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
@@ -152,11 +162,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         state = load_checkpoint(ckpt_path)
         saved = TrainConfig(**state["train_config"])  # type: ignore[arg-type]
         # Keep the architecture and quantiser range; allow a new total step count.
-        for key in ("stride", "enc_widths", "dec_widths", "step_min", "step_max", "model_name"):
+        for key in (*ARCH_KEYS, "step_min", "step_max", "model_name", "init_from"):
             setattr(cfg, key, getattr(saved, key))
 
     torch.manual_seed(cfg.seed)
     model = AutoEncoder(model_config(cfg))
+    if state is None and cfg.init_from:
+        base = load_checkpoint(cfg.init_from)
+        old = AutoEncoder(ModelConfig(**base["model_config"]))  # type: ignore[arg-type]
+        old.load_state_dict(base["ema"])  # type: ignore[arg-type]
+        added = grow(old, model)
+        say(f"initialised from {cfg.init_from} (EMA weights, step {base['step']}); {added} new decoder blocks")
     ema = copy.deepcopy(model)
     for p in ema.parameters():
         p.requires_grad_(False)
