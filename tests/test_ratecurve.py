@@ -108,6 +108,9 @@ def test_a_curve_beaten_everywhere_takes_no_part() -> None:
     assert choose([LOW, HIGH, WORSE], quality=100) == (1, pytest.approx(0.5))
     assert choose([WORSE, LOW, HIGH], target_bpp=0.65) == (2, pytest.approx(0.5))
     assert [choose([LOW, WORSE, HIGH], quality=q)[0] for q in (1, 50, 100)] == [0, 2, 2]
+    # beaten by LOW at its low point and by HIGH at its high one: no use either
+    middle = (RatePoint(10.0, 0.03, 22.5), RatePoint(0.5, 0.60, 30.0))
+    assert useful([LOW, middle, HIGH]) == [0, 2] and useful([middle, LOW]) == [0, 1]
     # one point where it is better keeps it
     better_top = (*WORSE[:2], RatePoint(0.4, 0.70, 31.5))
     assert useful([LOW, HIGH, better_top]) == [0, 1, 2]

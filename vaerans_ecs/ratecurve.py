@@ -11,7 +11,7 @@ picks per request (see :func:`choose`):
   reaches, then the best model at that rate and the step its curve predicts for it.
 
 So a stride-8 model can serve the low rates and a stride-4 model the high ones, and the quality
-knob sweeps their upper envelope. A model that another one beats at every point of its curve
+knob sweeps their upper envelope. A model that the others beat at every point of its curve
 (:func:`useful`) takes no part: it ships only so that streams made with it still decode.
 """
 
@@ -113,16 +113,19 @@ def rate_level(curves: Sequence[Sequence[RatePoint]], quality: float) -> float:
     return math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
 
 
-def _covers(b: Sequence[RatePoint], a: Sequence[RatePoint]) -> bool:
-    """Whether curve ``b`` reaches at least ``a``'s PSNR at no more than ``a``'s rate, at each point of ``a``."""
-    return all(b[0].bpp <= p.bpp and psnr_at(b, min(p.bpp, b[-1].bpp)) >= p.psnr for p in a)
+def _beats(b: Sequence[RatePoint], p: RatePoint, tie: bool) -> bool:
+    """Whether curve ``b`` reaches more than ``p``'s PSNR (or as much, with ``tie``) at no more than its rate."""
+    if b[0].bpp > p.bpp:
+        return False
+    psnr = psnr_at(b, min(p.bpp, b[-1].bpp))
+    return psnr > p.psnr or (tie and psnr == p.psnr)
 
 
 def useful(curves: Sequence[Sequence[RatePoint]]) -> list[int]:
-    """Indices of the curves no other curve covers (of two identical curves, the first)."""
+    """Indices of the curves that some point of is beaten by no other curve (of identical ones, the first)."""
     return [
         i for i, a in enumerate(curves)
-        if not any(j != i and _covers(b, a) and (j < i or not _covers(a, b)) for j, b in enumerate(curves))
+        if not all(any(_beats(b, p, j < i) for j, b in enumerate(curves) if j != i) for p in a)
     ]
 
 
