@@ -122,7 +122,7 @@ def _beats(b: Sequence[RatePoint], p: RatePoint, tie: bool) -> bool:
 
 
 def useful(curves: Sequence[Sequence[RatePoint]]) -> list[int]:
-    """Indices of the curves that some point of is beaten by no other curve (of identical ones, the first)."""
+    """Indices of the curves with a point that no other curve beats (of identical curves, the first)."""
     return [
         i for i, a in enumerate(curves)
         if not all(any(_beats(b, p, j < i) for j, b in enumerate(curves) if j != i) for p in a)
