@@ -238,6 +238,11 @@ class StreamInfo:
         """Bits per source pixel."""
         return self.total_bytes * 8 / (self.header.height * self.header.width)
 
+    @property
+    def model(self) -> str:
+        """Name of the model the stream was encoded with ("" when its pipeline has none)."""
+        return next((s.model for s in self.header.pipeline if isinstance(s, OnnxVAEEncode)), "")
+
 
 def inspect(data: bytes, *, max_pixels: int | None = None) -> StreamInfo:
     """Parse and validate a stream's header without decoding the image."""

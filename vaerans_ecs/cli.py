@@ -382,11 +382,7 @@ def _describe(path: str, data: bytes) -> dict[str, Any]:
 
     info = api.inspect(data)
     h = info.header
-    model = ""
-    for system in h.pipeline:
-        cfg = system.get_config()
-        if "model" in cfg and system.name.lower().startswith("onnxvae"):
-            model = str(cfg["model"])
+    model = info.model
     fingerprint = h.fingerprint.hex()
     return {
         "file": path,

@@ -15,7 +15,6 @@ import numpy.typing as npt
 import vaerans_ecs
 from vaerans_ecs.api import inspect
 from vaerans_ecs.models import default_models
-from vaerans_ecs.systems.vae import OnnxVAEEncode
 
 
 def test_image(height: int = 384, width: int = 512) -> npt.NDArray[np.uint8]:
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         mse = float(np.mean((recon.astype(np.float64) - img) ** 2))
         psnr = 10 * np.log10(255.0**2 / max(mse, 1e-12))
         bpp = len(data) * 8 / (img.shape[0] * img.shape[1])
-        model = next(s.model for s in inspect(data).header.pipeline if isinstance(s, OnnxVAEEncode))
+        model = inspect(data).model
         print(
             f"quality {quality:3d}: {model}  {len(data):7d} bytes  {bpp:6.3f} bpp  PSNR {psnr:6.2f} dB  "
             f"compress {1e3 * (t1 - t0):6.1f} ms  decompress {1e3 * (t2 - t1):6.1f} ms"

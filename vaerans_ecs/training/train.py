@@ -11,7 +11,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, cast
 
@@ -74,15 +74,13 @@ class TrainConfig:
         return lr
 
 
-ARCH_KEYS = ("stride", "enc_widths", "dec_widths", "dec_blocks", "tail_blocks", "tail_hidden")
+#: Training options that define the architecture: the ModelConfig fields a TrainConfig also has.
+ARCH_KEYS = tuple(f.name for f in fields(ModelConfig) if f.name in {g.name for g in fields(TrainConfig)})
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
     """Architecture config implied by the training config."""
-    return ModelConfig(
-        stride=cfg.stride, enc_widths=list(cfg.enc_widths), dec_widths=list(cfg.dec_widths),
-        dec_blocks=cfg.dec_blocks, tail_blocks=cfg.tail_blocks, tail_hidden=cfg.tail_hidden,
-    )
+    return ModelConfig(**{key: copy.copy(getattr(cfg, key)) for key in ARCH_KEYS})
 
 
 def sample_steps(rng: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
