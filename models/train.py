@@ -2,8 +2,9 @@
 
     python models/train.py train --data ../shared/data/train --stride 4 --out runs/vae-f4c4 --steps N --seed 0
     python models/train.py train --out runs/vae-f4c4 --resume [--steps N]
-    python models/train.py train --out runs/big --init-from runs/vae-f4c4/last.pt --dec-blocks 2 --tail-blocks 1
-        # a fresh run from another checkpoint, grown by decoder blocks that start as the identity
+    python models/train.py train --out runs/big --init-from runs/vae-f4c4/last.pt \\
+        --enc-blocks 2 --dec-blocks 2 --tail-blocks 1
+        # a fresh run from another checkpoint, grown by residual blocks that start as the identity
     python models/train.py export --ckpt runs/vae-f4c4/last.pt --out models/vae-f4c4/
     python models/train.py curve --model models/vae-f4c4   # rd.json on the held-out photos
 """

@@ -67,17 +67,17 @@ def test_train_export_onnx(tmp_path: Path) -> None:
 
 
 def test_grow_is_function_preserving() -> None:
-    """Extra decoder blocks start as the identity: the grown net decodes exactly as before."""
+    """Extra residual blocks start as the identity: the grown net encodes and decodes exactly as before."""
     from vaerans_ecs.training.model import AutoEncoder, ModelConfig, grow
 
     torch.manual_seed(0)
     small = dict(stride=4, enc_widths=[8, 16], dec_widths=[16, 8])
     old = AutoEncoder(ModelConfig(**small))  # type: ignore[arg-type]
-    new = AutoEncoder(ModelConfig(**small, dec_blocks=2, tail_blocks=1, tail_hidden=12))  # type: ignore[arg-type]
-    assert grow(old, new) == 2
+    new = AutoEncoder(ModelConfig(**small, enc_blocks=2, dec_blocks=2, tail_blocks=1, tail_hidden=12))  # type: ignore[arg-type]
+    assert grow(old, new) == 3
     x = torch.rand(1, 3, 32, 48)
     with torch.no_grad():
-        assert torch.equal(new.encoder(x), old.encoder(x))
+        assert torch.allclose(new.encoder(x), old.encoder(x), atol=1e-6)
         lat = old.encoder(x)
         assert torch.allclose(new.decoder(lat), old.decoder(lat), atol=1e-6)
         assert not torch.equal(old.decoder(lat), old.decoder(lat + 1))  # the check can fail
@@ -98,14 +98,15 @@ def test_train_init_from_grows_and_exports(tmp_path: Path) -> None:
     )
     base = train(TrainConfig(out=str(tmp_path / "base"), steps=2, **common))  # type: ignore[arg-type]
     grown_cfg = TrainConfig(
-        out=str(tmp_path / "grown"), steps=2, init_from=str(base), dec_blocks=2, tail_blocks=1,
+        out=str(tmp_path / "grown"), steps=2, init_from=str(base), enc_blocks=2, dec_blocks=2, tail_blocks=1,
         tail_hidden=12, **common,  # type: ignore[arg-type]
     )
     train(grown_cfg)
     resumed = TrainConfig(out=str(tmp_path / "grown"), steps=3, **common)  # type: ignore[arg-type]
     ckpt = train(resumed, resume=True)
     log = (tmp_path / "grown" / "train.log").read_text()
-    assert "initialised from" in log and "2 new decoder blocks" in log and "resumed from" in log
-    assert resumed.tail_blocks == 1 and resumed.dec_blocks == 2  # the architecture comes from the checkpoint
+    assert "initialised from" in log and "3 new residual blocks" in log and "resumed from" in log
+    # the architecture comes from the checkpoint
+    assert (resumed.enc_blocks, resumed.dec_blocks, resumed.tail_blocks) == (2, 2, 1)
     meta = export_checkpoint(ckpt, tmp_path / "onnx")
-    assert "blocks2+tail1x12" in meta["vaerans.recipe"] and "from last.pt" in meta["vaerans.recipe"]
+    assert "enc-blocks2 blocks2+tail1x12" in meta["vaerans.recipe"] and "from last.pt" in meta["vaerans.recipe"]

@@ -37,10 +37,11 @@ def recipe_string(train_cfg: dict[str, object], step: int, mcfg: ModelConfig) ->
 
 
 def _blocks(mcfg: ModelConfig) -> str:
-    """Extra decoder blocks in the recipe id (empty for the original layout, so old ids stay)."""
+    """Extra residual blocks in the recipe id (empty for the original layout, so old ids stay)."""
+    enc = f" enc-blocks{mcfg.enc_blocks}" if mcfg.enc_blocks != 1 else ""
     if mcfg.dec_blocks == 1 and mcfg.tail_blocks == 0:
-        return ""
-    return f" blocks{mcfg.dec_blocks}+tail{mcfg.tail_blocks}x{mcfg.tail_hidden}"
+        return enc
+    return f"{enc} blocks{mcfg.dec_blocks}+tail{mcfg.tail_blocks}x{mcfg.tail_hidden}"
 
 
 def _init(train_cfg: dict[str, object]) -> str:

@@ -24,6 +24,7 @@ class ModelConfig:
     enc_widths: list[int] = field(default_factory=list)
     dec_widths: list[int] = field(default_factory=list)
     latent_channels: int = LATENT_CHANNELS
+    enc_blocks: int = 1  # residual blocks in the encoder trunk (1/stride resolution)
     dec_blocks: int = 1  # residual blocks in the decoder trunk (1/stride resolution)
     tail_blocks: int = 0  # residual blocks at 1/2 resolution, before the last convolutions
     tail_hidden: int = 64  # hidden width of the tail blocks
@@ -109,7 +110,8 @@ class Encoder(nn.Module):
         for width in cfg.enc_widths:
             layers += [nn.Conv2d(c_in, width, 5, stride=2, padding=2), SimpleGDN(width)]
             c_in = width
-        layers += [ResBlock(c_in), nn.Conv2d(c_in, cfg.latent_channels, 3, padding=1)]
+        layers += [ResBlock(c_in) for _ in range(cfg.enc_blocks)]
+        layers += [nn.Conv2d(c_in, cfg.latent_channels, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -160,17 +162,21 @@ class AutoEncoder(nn.Module):
 
 
 def grow(old: AutoEncoder, new: AutoEncoder) -> int:
-    """Copy ``old``'s weights into ``new``, a copy with extra decoder blocks; return blocks added.
+    """Copy ``old``'s weights into ``new``, a copy with extra residual blocks; return blocks added.
 
-    Layers are matched in order; a residual block ``new`` has and ``old`` lacks gets a zero
-    last convolution, so the grown network computes exactly what ``old`` did and training
-    continues from there (function-preserving growth).
+    Layers are matched in order, encoder and decoder alike; a residual block ``new`` has and
+    ``old`` lacks gets a zero last convolution, so the grown network computes exactly what
+    ``old`` did and training continues from there (function-preserving growth).
     """
-    new.encoder.load_state_dict(old.encoder.state_dict())
-    old_layers = list(old.decoder.net)
+    return _grow(old.encoder.net, new.encoder.net) + _grow(old.decoder.net, new.decoder.net)
+
+
+def _grow(old: nn.Sequential, new: nn.Sequential) -> int:
+    """:func:`grow` for one side: the number of residual blocks added to ``new``."""
+    old_layers = list(old)
     added = 0
     i = 0
-    for layer in new.decoder.net:
+    for layer in new:
         src = old_layers[i] if i < len(old_layers) else None
         if isinstance(layer, ResBlock) and not (
             isinstance(src, ResBlock) and src.conv1.weight.shape == layer.conv1.weight.shape
@@ -181,11 +187,11 @@ def grow(old: AutoEncoder, new: AutoEncoder) -> int:
             added += 1
             continue
         if src is None or type(src) is not type(layer):
-            raise ValueError(f"cannot grow: decoder layer {type(layer).__name__} has no counterpart")
+            raise ValueError(f"cannot grow: layer {type(layer).__name__} has no counterpart")
         layer.load_state_dict(src.state_dict())
         i += 1
     if i != len(old_layers):
-        raise ValueError("cannot grow: the new decoder drops layers of the old one")
+        raise ValueError("cannot grow: the new network drops layers of the old one")
     return added
 
 

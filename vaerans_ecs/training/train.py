@@ -33,10 +33,11 @@ class TrainConfig:
     stride: int = 4
     enc_widths: list[int] = field(default_factory=list)
     dec_widths: list[int] = field(default_factory=list)
+    enc_blocks: int = 1
     dec_blocks: int = 1
     tail_blocks: int = 0
     tail_hidden: int = 64
-    init_from: str = ""  # checkpoint to start from (a fresh run; extra decoder blocks start as identity)
+    init_from: str = ""  # checkpoint to start from (a fresh run; extra residual blocks start as identity)
     steps: int = 200_000
     seed: int = 0
     batch: int = 8
@@ -170,7 +171,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         old = AutoEncoder(ModelConfig(**base["model_config"]))  # type: ignore[arg-type]
         old.load_state_dict(base["ema"])  # type: ignore[arg-type]
         added = grow(old, model)
-        say(f"initialised from {cfg.init_from} (EMA weights, step {base['step']}); {added} new decoder blocks")
+        say(f"initialised from {cfg.init_from} (EMA weights, step {base['step']}); {added} new residual blocks")
     ema = copy.deepcopy(model)
     for p in ema.parameters():
         p.requires_grad_(False)
