@@ -52,6 +52,7 @@ from vaerans_ecs.systems import _tables
 from vaerans_ecs.systems.entropy import (
     ANSDecode,
     ANSEncode,
+    Layout,
     RansCoder,
     _bytes_to_words,
     coder_names,
@@ -123,6 +124,12 @@ def entity_bands(world: World, eid: int) -> Bands:
     sym = world.get_component(eid, SymbolsU8)
     arr = world.view(sym.ref)
     return [np.array(arr[c, b.offset : b.offset + b.size]) for c in range(arr.shape[0]) for b in sym.bands]
+
+
+def entity_layout(world: World, eid: int) -> Layout:
+    """The layout ANSEncode hands its coder (context coders need it)."""
+    sym = world.get_component(eid, SymbolsU8)
+    return Layout(world.view(sym.ref).shape[0], sym.bands)
 
 
 def band_probabilities(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,20 +245,22 @@ def run(images: int, quality: float, model: str, repeats: int, coders: list[str]
     paths = sorted(KODAK.glob("*.png"))[:images]
     world, eids, front = quantize_images(paths, model, quality)
     all_bands = [entity_bands(world, e) for e in eids]
+    layouts = [entity_layout(world, e) for e in eids]
     n = sum(b.size for bands in all_bands for b in bands)
     bound = sum(empirical_entropy_bound_bytes(bands) for bands in all_bands)
     pixels = sum(world.view(world.get_component(e, SymbolsU8).ref).shape[1] for e in eids)
     rows = []
     for name in coders:
         coder = get_coder(name)
-        payloads = [coder.encode(bands) for bands in all_bands]
-        sizes = [[b.size for b in bands] for bands in all_bands]
-        for bands, data, sz in zip(all_bands, payloads, sizes, strict=True):
-            back = coder.decode(data, sz)
+        payloads = [coder.encode_layout(bands, lay) for bands, lay in zip(all_bands, layouts, strict=True)]
+        for bands, data, lay in zip(all_bands, payloads, layouts, strict=True):
+            back = coder.decode_layout(data, lay)
             assert all(np.array_equal(x, y) for x, y in zip(back, bands, strict=True)), f"{name}: round trip failed"
-        t_enc = median_s(lambda c=coder: [c.encode(b) for b in all_bands], repeats)
+        t_enc = median_s(
+            lambda c=coder: [c.encode_layout(b, lay) for b, lay in zip(all_bands, layouts, strict=True)], repeats
+        )
         t_dec = median_s(
-            lambda c=coder, p=payloads, s=sizes: [c.decode(d, z) for d, z in zip(p, s, strict=True)], repeats
+            lambda c=coder, p=payloads: [c.decode_layout(d, lay) for d, lay in zip(p, layouts, strict=True)], repeats
         )
         nbytes = sum(len(p) for p in payloads)
         rows.append(

@@ -29,6 +29,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def _write_curve(folder: Path, data: Path, holdout: int, argv: list[str] | None) -> None:
+    from vaerans_ecs.config import get_config
     from vaerans_ecs.eval.curve import measure_curve
     from vaerans_ecs.eval.harness import load_images
     from vaerans_ecs.models import get_model
@@ -42,7 +43,7 @@ def _write_curve(folder: Path, data: Path, holdout: int, argv: list[str] | None)
     command = "python models/train.py " + " ".join(sys.argv[1:] if argv is None else argv)
     save_curve(
         folder / CURVE_FILE, points, model=folder.name, fingerprint=spec.fingerprint, command=command,
-        images=[name for name, _ in images],
+        coder=get_config().codec.coder, images=[name for name, _ in images],
     )
     for p in points:
         print(f"step {p.step:7.3f}: {p.bpp:.4f} bpp {p.psnr:.2f} dB")

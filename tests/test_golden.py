@@ -59,7 +59,7 @@ def test_fixture_files_are_intact(golden_model: ModelSpec) -> None:
         assert hashlib.sha256(data).hexdigest() == case["sha256"], f"{name}.vae was modified"
     wavelets = {c["wavelet"] for c in CASES.values()}
     coders = {c["coder"] for c in CASES.values()}
-    assert {"cdf53", "haar", "none"} <= wavelets and {"rans", "range"} <= coders
+    assert {"cdf53", "haar", "none"} <= wavelets and {"rans", "rans-ctx", "range"} <= coders
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

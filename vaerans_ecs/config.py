@@ -68,7 +68,7 @@ class CodecConfig(_Section):
     model: str = "default"
     wavelet: Literal["cdf53", "haar", "none"] = "cdf53"
     levels: int = Field(3, ge=0, le=8)
-    coder: str = "rans"
+    coder: str = "rans-ctx"
 
 
 class ModelConfig(_Section):

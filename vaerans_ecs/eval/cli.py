@@ -40,7 +40,7 @@ def build_parser(prog: str = "vaerans eval") -> argparse.ArgumentParser:
         prog=prog,
         description="Rate-distortion and speed evaluation of vaerans pipelines against Pillow codecs.",
         epilog=(
-            "Codecs: vaerans[:model=M][:wavelet=cdf53|haar|none][:levels=N][:coder=rans|range|zlib|lzma], "
+            "Codecs: vaerans[:model=M][:wavelet=cdf53|haar|none][:levels=N][:coder=rans-ctx|rans|range|zlib|lzma], "
             "jpeg, webp, avif, jxl (extra Pillow save options as :key=value). Outputs in --out: results.json, "
             "results.csv, rd_psnr.png, rd_msssim.png, summary.md."
         ),

@@ -58,6 +58,9 @@ __all__ = [
     "BandModel",
     "Chunk",
     "canary",
+    "canary_chunk",
+    "check_canary",
+    "cheapest_plans",
     "choose_models",
     "clear_caches",
     "decode_plan",
@@ -587,9 +590,15 @@ def _concat(bands: Sequence[NDArray[np.uint8]]) -> NDArray[np.uint8]:
     return np.concatenate(bands) if bands else np.empty(0, dtype=np.uint8)
 
 
-def _choose_cat(cat: NDArray[np.uint8], all_sizes: list[int]) -> tuple[list[BandModel | None], F64, dict[int, F64]]:
+def _choose_cat(
+    cat: NDArray[np.uint8], all_sizes: list[int], segments: Sequence[int] | None = None
+) -> tuple[list[BandModel | None], F64, dict[int, F64]]:
     """:func:`_choose` over the concatenated bands (``all_sizes`` includes empty bands), plus
-    the weights of every TABLE/SPARSE band's model (straight from the quantised logs it codes)."""
+    the weights of every TABLE/SPARSE band's model (straight from the quantised logs it codes).
+
+    ``segments`` (a non-decreasing id per band) splits the bands into independent plans: SAME
+    never refers to a GEOM band of another segment, so each segment's models are what choosing
+    it alone would give."""
     out: list[BandModel | None] = [None] * len(all_sizes)
     table_w: dict[int, F64] = {}
     live = [i for i, s in enumerate(all_sizes) if s]
@@ -664,7 +673,10 @@ def _choose_cat(cat: NDArray[np.uint8], all_sizes: list[int]) -> tuple[list[Band
     gt_l = g_t.tolist()
     state = -1
     last: BandModel | None = None
+    segment = segments[live[0]] if segments is not None else 0
     for r, band in enumerate(live):
+        if segments is not None and segments[band] != segment:
+            segment, state, last = segments[band], -1, None
         choice = best_l[r]
         m = modes_l[r]
         if last is not None and same_cost[r][state] < cost_l[r]:
@@ -707,15 +719,55 @@ def _chunk(values: Sequence[int] | I64, model: Any) -> Chunk:
     return Chunk(np.asarray(values, dtype=np.int32), model)
 
 
-def encode_chunks(bands: Sequence[NDArray[np.uint8]]) -> list[Chunk]:
+def encode_chunks(bands: Sequence[NDArray[np.uint8]], *, check: bool = True) -> list[Chunk]:
     """``plan_chunks(bands, choose_models(bands))`` with the bands concatenated only once.
 
     The concatenation serves the histograms, the symbol conversion and the check value.
+    ``check=False`` leaves out the trailing check value (for callers that code several plans
+    in one stream and end it with :func:`canary_chunk` of their own).
     """
     cat = _concat(bands)
     sizes = [int(b.size) for b in bands]
     models, _, table_w = _choose_cat(cat, sizes)
-    return _plan(cat, sizes, models, table_w)
+    return _plan(cat, sizes, models, table_w, check=check)
+
+
+def cheapest_plans(items: Sequence[Sequence[Sequence[NDArray[np.uint8]]]]) -> list[tuple[int, list[Chunk]]]:
+    """Per item, of its options (groupings of the same symbols), the index of the one with the
+    fewest estimated bits (side information included) and its chunks, exactly
+    ``encode_chunks(option, check=False)``. One vectorised model choice serves every option."""
+    groups = [g for options in items for option in options for g in option]
+    seg_ids = [k for k, option in enumerate(o for options in items for o in options) for _ in option]
+    sizes = [int(g.size) for g in groups]
+    cat = _concat(groups)
+    models, costs, table_w = _choose_cat(cat, sizes, seg_ids)
+    cost_of = np.zeros(len(sizes))
+    cost_of[[i for i, n in enumerate(sizes) if n]] = costs
+    starts = list(accumulate(sizes, initial=0))
+    out: list[tuple[int, list[Chunk]]] = []
+    g = 0  # index of the first group of the current option
+    for options in items:
+        spans = []
+        for option in options:
+            spans.append((g, g + len(option)))
+            g += len(option)
+        totals = [float(cost_of[a:b].sum()) for a, b in spans]
+        best = min(range(len(options)), key=totals.__getitem__)
+        a, b = spans[best]
+        tw = {i - a: w for i, w in table_w.items() if a <= i < b}
+        out.append((best, _plan(cat[starts[a] : starts[b]], sizes[a:b], models[a:b], tw, check=False)))
+    return out
+
+
+def canary_chunk(sizes: Sequence[int], symbols: NDArray[np.uint8]) -> Chunk:
+    """The check-value chunk that ends a plan (:func:`canary` of ``sizes`` and ``symbols``)."""
+    return _chunk([canary(sizes, symbols)], PRIORS.canary)
+
+
+def check_canary(decode: Decode, sizes: Sequence[int], symbols: NDArray[np.uint8]) -> None:
+    """Decode the check value of :func:`canary_chunk`; raise BitstreamError unless it matches."""
+    if int(decode(PRIORS.canary, 1)[0]) != canary(sizes, symbols):
+        raise _bad("check value mismatch (wrong band sizes, truncated or corrupted data)")
 
 
 def plan_chunks(bands: Sequence[NDArray[np.uint8]], models: Sequence[BandModel | None]) -> list[Chunk]:
@@ -732,6 +784,8 @@ def _plan(
     sizes: list[int],
     models: Sequence[BandModel | None],
     table_w: dict[int, F64] | None = None,
+    *,
+    check: bool = True,
 ) -> list[Chunk]:
     """:func:`plan_chunks` over the concatenated bands; ``table_w`` holds table weights that
     :func:`_choose_cat` already has (the others are rebuilt from the entries, as the decoder does)."""
@@ -782,7 +836,8 @@ def _plan(
             seg -= m.lo
         w = table_w.get(i) if table_w else None
         chunks.append(Chunk(seg, m.model() if w is None else categorical(w)))
-    chunks.append(_chunk([canary(sizes, cat)], pr.canary))
+    if check:
+        chunks.append(canary_chunk(sizes, cat))
     return chunks
 
 
@@ -952,11 +1007,12 @@ def _narrow(out: NDArray[np.uint8], parts: list[NDArray[np.int32]], shifts: list
     out += np.repeat(np.array(shifts, dtype=np.uint8), [p.size for p in parts])
 
 
-def decode_plan(decode: Decode, sizes: Sequence[int]) -> list[NDArray[np.uint8]]:
+def decode_plan(decode: Decode, sizes: Sequence[int], *, check: bool = True) -> list[NDArray[np.uint8]]:
     """Decode the chunks of :func:`plan_chunks` with ``decode(model, amount) -> int32 array``.
 
     Every decoded value is validated before it sizes anything; the caller checks that the coder
-    ends exactly empty. The bands come back as consecutive views of one buffer; the decoded
+    ends exactly empty (and, with ``check=False``, the check value: :func:`check_canary`). The
+    bands come back as consecutive views of one buffer; the decoded
     symbols are narrowed to uint8 and shifted a batch of bands at a time (:func:`_narrow`).
     """
     n_all = [int(s) for s in sizes]
@@ -989,6 +1045,6 @@ def decode_plan(decode: Decode, sizes: Sequence[int]) -> list[NDArray[np.uint8]]
             done, pending, parts, shifts = done + pending, 0, [], []
     if parts:
         _narrow(out[done:], parts, shifts)
-    if int(decode(PRIORS.canary, 1)[0]) != canary(n_all, out):
-        raise _bad("check value mismatch (wrong band sizes, truncated or corrupted data)")
+    if check:
+        check_canary(decode, n_all, out)
     return bands

@@ -2,11 +2,17 @@
 
 Coders are registered by name (:func:`register_coder`, :func:`get_coder`, :func:`coder_names`):
 
-``"rans"`` (default)
+``"rans"``
     rANS (constriction's ``AnsCoder``) with the cheapest of several compact models per band and
     all side information coded in the same stream (see :mod:`vaerans_ecs.systems._tables`).
+``"rans-ctx"`` (default, :data:`DEFAULT_CODER`)
+    rANS with the same models, applied per band to groups of coefficients sorted by a context
+    computed from the bands already decoded (:mod:`vaerans_ecs.systems._context`): about 7 %
+    fewer bits than ``"rans"`` on VAE latents. It needs the bands' 2-D layout, which
+    :class:`ANSEncode` / :class:`ANSDecode` pass on (:meth:`EntropyCoder.encode_layout`);
+    without one every band is a single group.
 ``"range"``
-    The same models and stream plan with constriction's range coder (FIFO).
+    The same models and stream plan as ``"rans"`` with constriction's range coder (FIFO).
 ``"zlib"``, ``"lzma"``
     Stdlib baselines over the concatenated bands.
 
@@ -29,6 +35,7 @@ import lzma
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 import constriction
@@ -37,10 +44,11 @@ from numpy.typing import NDArray
 
 from vaerans_ecs.components.base import Component
 from vaerans_ecs.components.quant import ANSBitstream, QuantParams, SymbolsU8
+from vaerans_ecs.components.wavelet import Band
 from vaerans_ecs.core.registry import Registry
 from vaerans_ecs.core.system import System, register_system
 from vaerans_ecs.errors import BitstreamError, ComponentError, VaeransError
-from vaerans_ecs.systems import _tables
+from vaerans_ecs.systems import _context, _tables
 
 if TYPE_CHECKING:
     from vaerans_ecs.core.world import World
@@ -48,6 +56,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ANSDecode",
     "ANSEncode",
+    "ContextRansCoder",
+    "DEFAULT_CODER",
+    "Layout",
     "MAX_BANDS",
     "MAX_SYMBOLS",
     "EntropyCoder",
@@ -61,11 +72,27 @@ __all__ = [
     "register_coder",
 ]
 
+#: The coder of :class:`ANSEncode` and of ``compress`` unless configured otherwise.
+DEFAULT_CODER: Final = "rans-ctx"
+
 #: Upper bounds the decoders enforce on the caller's ``sizes`` before allocating anything.
 MAX_BANDS: Final = 1 << 16
 MAX_SYMBOLS: Final = 1 << 28
 
 U8 = NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Geometry of the bands a coder is given: ``channels`` x ``bands``, channel-major."""
+
+    channels: int
+    bands: tuple[Band, ...]
+
+    @property
+    def sizes(self) -> list[int]:
+        """Band sizes in coding order (channel 0's bands, then channel 1's, ...)."""
+        return [b.size for _ in range(self.channels) for b in self.bands]
 
 
 class EntropyCoder(ABC):
@@ -80,6 +107,14 @@ class EntropyCoder(ABC):
     @abstractmethod
     def decode(self, data: bytes, sizes: Sequence[int]) -> list[NDArray[np.uint8]]:
         """Decode a payload into bands of the given sizes; malformed data raises BitstreamError."""
+
+    def encode_layout(self, bands: Sequence[NDArray[np.uint8]], layout: Layout) -> bytes:
+        """Encode bands that tile ``layout``; coders that model 2-D context override this."""
+        return self.encode(bands)
+
+    def decode_layout(self, data: bytes, layout: Layout) -> list[NDArray[np.uint8]]:
+        """Decode what :meth:`encode_layout` wrote for the same ``layout``."""
+        return self.decode(data, layout.sizes)
 
 
 _CODERS: Final[Registry[type[EntropyCoder]]] = Registry("entropy coder")
@@ -173,14 +208,36 @@ class _TableCoder(EntropyCoder):
     def _decoder(self, words: NDArray[np.uint32]) -> tuple[Callable[[Any, int], NDArray[np.int32]], Callable[[], bool]]:
         """(decode(model, amount), finished()) over the words."""
 
+    def _plan(self, bands: list[U8], layout: Layout | None) -> list[_tables.Chunk]:
+        """The stream's chunks in decode order."""
+        return _tables.encode_chunks(bands)
+
+    def _unplan(self, decode: _tables.Decode, sizes: list[int], layout: Layout | None) -> list[U8]:
+        """Decode what :meth:`_plan` wrote."""
+        return _tables.decode_plan(decode, sizes)
+
     def encode(self, bands: Sequence[NDArray[np.uint8]]) -> bytes:
+        return self._encode(bands, None)
+
+    def decode(self, data: bytes, sizes: Sequence[int]) -> list[NDArray[np.uint8]]:
+        return self._decode(data, sizes, None)
+
+    def encode_layout(self, bands: Sequence[NDArray[np.uint8]], layout: Layout) -> bytes:
+        return self._encode(bands, layout)
+
+    def decode_layout(self, data: bytes, layout: Layout) -> list[NDArray[np.uint8]]:
+        return self._decode(data, layout.sizes, layout)
+
+    def _encode(self, bands: Sequence[NDArray[np.uint8]], layout: Layout | None) -> bytes:
         checked = _check_bands(bands)
-        chunks = _tables.encode_chunks(checked)
+        if layout is not None and [b.size for b in checked] != layout.sizes:
+            raise VaeransError(f"entropy coder: the bands do not tile the layout ({len(checked)} bands given)")
+        chunks = self._plan(checked, layout)
         if not chunks:
             return b""
         return _words_to_bytes(self._encode_chunks(chunks))
 
-    def decode(self, data: bytes, sizes: Sequence[int]) -> list[NDArray[np.uint8]]:
+    def _decode(self, data: bytes, sizes: Sequence[int], layout: Layout | None) -> list[NDArray[np.uint8]]:
         checked = _check_sizes(sizes)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise BitstreamError(f"entropy payload must be bytes, got {type(data).__name__}")
@@ -194,7 +251,7 @@ class _TableCoder(EntropyCoder):
         words = _bytes_to_words(data)
         try:
             decode, finished = self._decoder(words)
-            bands = _tables.decode_plan(decode, checked)
+            bands = self._unplan(decode, checked, layout)
             done = finished()
         except BitstreamError:
             raise
@@ -228,6 +285,71 @@ class RansCoder(_TableCoder):
             return np.asarray(coder.decode(model, amount), dtype=np.int32)
 
         return decode, lambda: bool(coder.is_empty())
+
+
+@register_coder
+class ContextRansCoder(RansCoder):
+    """rANS over context groups: each detail band is split by :class:`_context.ContextModel` into
+    classes of similar local activity, and each band's groups are coded with :mod:`_tables` models.
+
+    Payload: per band in decode order, where the context splits it into two or more classes, a
+    flag (model :data:`SPLIT_FLAG`) saying whether the encoder did split it (it does when the
+    groups' estimated cost, side information included, is lower); then the ``_tables`` plan of
+    its groups (class 0 first) or of the whole band, without a check value. Last, one check value
+    over all band sizes and symbols (in band order). Without a layout every band is one group.
+    """
+
+    name: ClassVar[str] = "rans-ctx"
+    #: Model of the per-band split flag (1 = split), part of the format: splitting is the rule.
+    SPLIT_FLAG: ClassVar[Any] = _tables.categorical(np.array([1.0, 3.0]))
+
+    @staticmethod
+    def _walk(sizes: list[int], layout: Layout | None) -> tuple[_context.ContextModel | None, list[tuple[int, int]]]:
+        """The context model (None without a layout) and (channel, band index) per band."""
+        if layout is None:
+            return None, [(0, i) for i in range(len(sizes))]
+        nb = len(layout.bands)
+        return _context.ContextModel(layout.channels, layout.bands), [(k // nb, k % nb) for k in range(len(sizes))]
+
+    def _plan(self, bands: list[U8], layout: Layout | None) -> list[_tables.Chunk]:
+        sizes = [b.size for b in bands]
+        if sum(sizes) == 0:
+            return []
+        model, order = self._walk(sizes, layout)
+        items: list[list[list[U8]]] = []  # per band: [whole band] or [whole band, its groups]
+        for band, (c, i) in zip(bands, order, strict=True):
+            cls = model.classes(c, i) if model is not None else None
+            items.append([[band]])
+            if cls is not None:
+                perm = np.argsort(cls, kind="stable")
+                ends = np.cumsum(np.bincount(cls, minlength=_context.N_CLASSES))[:-1]
+                items[-1].append(np.split(band[perm], ends))
+            if model is not None:
+                model.record(c, i, band)
+        chunks: list[_tables.Chunk] = []
+        for options, (split, plan) in zip(items, _tables.cheapest_plans(items), strict=True):
+            if len(options) > 1:
+                chunks.append(_tables.Chunk(np.array([split], dtype=np.int32), self.SPLIT_FLAG))
+            chunks += plan
+        chunks.append(_tables.canary_chunk(sizes, np.concatenate(bands)))
+        return chunks
+
+    def _unplan(self, decode: _tables.Decode, sizes: list[int], layout: Layout | None) -> list[U8]:
+        out = np.empty(sum(sizes), dtype=np.uint8)
+        starts = np.cumsum([0, *sizes]).tolist()
+        bands = [out[starts[k] : starts[k + 1]] for k in range(len(sizes))]
+        model, order = self._walk(sizes, layout)
+        for band, (c, i) in zip(bands, order, strict=True):
+            cls = model.classes(c, i) if model is not None else None
+            if cls is None or not decode(self.SPLIT_FLAG, 1)[0]:
+                band[:] = np.concatenate(_tables.decode_plan(decode, [band.size], check=False))
+            else:
+                counts = np.bincount(cls, minlength=_context.N_CLASSES).tolist()
+                band[np.argsort(cls, kind="stable")] = np.concatenate(_tables.decode_plan(decode, counts, check=False))
+            if model is not None:
+                model.record(c, i, band)
+        _tables.check_canary(decode, sizes, out)
+        return bands
 
 
 @register_coder
@@ -328,13 +450,9 @@ class LzmaCoder(_ByteCoder):
 # ----------------------------------------------------------------------------- systems
 
 
-def _band_sizes(channels: int, bands: Sequence[Any]) -> list[int]:
-    return [int(b.size) for _ in range(channels) for b in bands]
-
-
 @register_system
 class ANSEncode(System):
-    """SymbolsU8 (+ QuantParams) -> ANSBitstream with a registered entropy coder (default rANS).
+    """SymbolsU8 (+ QuantParams) -> ANSBitstream with a registered entropy coder (default ``"rans-ctx"``).
 
     Each entity is coded on its own; the bitstream records the coder name and the symbol layout.
     """
@@ -342,7 +460,7 @@ class ANSEncode(System):
     name: ClassVar[str] = "ANSEncode"
     config_fields: ClassVar[tuple[str, ...]] = ("coder",)
 
-    def __init__(self, coder: str = "rans") -> None:
+    def __init__(self, coder: str = DEFAULT_CODER) -> None:
         self.coder = str(coder)
         self._impl = get_coder(self.coder)  # unknown names raise RegistryError here
 
@@ -367,7 +485,7 @@ class ANSEncode(System):
                     f"{channels} channels x {len(sym.bands)} bands"
                 )
             bands = [arr[c, b.offset : b.offset + b.size] for c in range(channels) for b in sym.bands]
-            data = self._impl.encode(bands)
+            data = self._impl.encode_layout(bands, Layout(channels, sym.bands))
             world.add_component(
                 eid,
                 ANSBitstream(
@@ -388,7 +506,7 @@ class ANSDecode(System):
     name: ClassVar[str] = "ANSDecode"
     config_fields: ClassVar[tuple[str, ...]] = ("coder",)
 
-    def __init__(self, coder: str = "rans") -> None:
+    def __init__(self, coder: str = DEFAULT_CODER) -> None:
         self.coder = str(coder)
         self._impl = get_coder(self.coder)
 
@@ -406,8 +524,7 @@ class ANSDecode(System):
             bits = world.get_component(eid, ANSBitstream)
             if bits.coder != self.coder:
                 raise BitstreamError(f"ANSDecode({self.coder!r}) got a payload made by coder {bits.coder!r}")
-            sizes = _band_sizes(bits.channels, bits.bands)
-            decoded = self._impl.decode(bits.data, sizes)
+            decoded = self._impl.decode_layout(bits.data, Layout(bits.channels, bits.bands))
             ref = world.alloc((bits.channels, bits.height * bits.width), np.uint8)
             out = world.view(ref)
             if out.flags.c_contiguous:
