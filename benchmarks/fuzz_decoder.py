@@ -70,16 +70,16 @@ def fixture_model() -> str:
 
 
 def make_seeds(model: str) -> list[bytes]:
-    """Small valid streams: 3 sizes x (every wavelet x every coder) at two qualities."""
+    """Small valid streams: 4 sizes x (every wavelet x every coder) at two qualities."""
     rng = np.random.default_rng(1234)
     seeds = []
-    sizes = [(16, 16), (37, 23), (9, 70)]
+    sizes = [(16, 16), (37, 23), (9, 70), (64, 48)]
     for k, (h, w) in enumerate(sizes):
         y, x = np.mgrid[0:h, 0:w]
         img = np.stack([128 + 100 * np.sin(x / (3 + c) + k) * np.cos(y / 5 - c) for c in range(3)], axis=-1)
         img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
         for wavelet in ("cdf53", "haar", "none"):
-            for coder in ("rans", "range", "zlib", "lzma"):
+            for coder in ("rans-ctx", "rans", "range", "zlib", "lzma"):
                 for quality in (30, 90):
                     seeds.append(api.compress(img, quality, model=model, wavelet=wavelet, coder=coder))
     return seeds

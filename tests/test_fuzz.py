@@ -70,7 +70,7 @@ def hostile_config() -> Iterator[Config]:
 
 @pytest.fixture(scope="module")
 def seeds(synthetic_model: ModelSpec, hostile_config: Config) -> list[bytes]:
-    """Small valid streams over every wavelet and the four coders."""
+    """Small valid streams over every wavelet and the five coders."""
     m = synthetic_model.name
     return [
         api.compress(_image(16, 16, 0), 60, model=m, wavelet="cdf53", coder="rans"),
@@ -78,6 +78,7 @@ def seeds(synthetic_model: ModelSpec, hostile_config: Config) -> list[bytes]:
         api.compress(_image(24, 17, 2), 30, model=m, wavelet="none", coder="rans"),
         api.compress(_image(8, 8, 3), 75, model=m, wavelet="cdf53", levels=1, coder="zlib"),
         api.compress(_image(17, 9, 4), 75, model=m, wavelet="haar", levels=2, coder="lzma"),
+        api.compress(_image(64, 48, 5), 90, model=m, wavelet="cdf53", levels=2, coder="rans-ctx"),
     ]
 
 

@@ -115,3 +115,14 @@ def test_a_curve_beaten_everywhere_takes_no_part() -> None:
     better_top = (*WORSE[:2], RatePoint(0.4, 0.70, 31.5))
     assert useful([LOW, HIGH, better_top]) == [0, 1, 2]
     assert choose([LOW, HIGH, better_top], quality=100)[0] == 2
+
+
+def test_a_start_within_rate_noise_still_beats() -> None:
+    # two curves over the same steps, one better everywhere: rate noise puts the worse one's first
+    # point 1 % lower, which alone must not keep it (nor hand it the lowest qualities)
+    better = (RatePoint(6.0, 0.101, 27.7), RatePoint(0.5, 0.545, 33.5))
+    worse = (RatePoint(6.0, 0.100, 27.6), RatePoint(0.5, 0.546, 33.3))
+    assert useful([better, worse]) == [0] and useful([worse, better]) == [1]
+    # a start 5 % lower is a rate the better curve does not reach: that point keeps the curve
+    reaching = (RatePoint(6.0, 0.096, 27.6), RatePoint(0.5, 0.546, 33.3))
+    assert useful([better, reaching]) == [0, 1]

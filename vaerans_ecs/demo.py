@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         name = args[0]
     else:
         img, name = test_image(), "generated 512x384 test image"
-    models = ", ".join(f"{spec.name} (fingerprint {spec.fingerprint})" for spec in default_models())
+    specs = default_models()
+    models = ", ".join(f"{spec.name} (fingerprint {spec.fingerprint})" for spec in specs)
+    width = max(len(spec.name) for spec in specs)
     print(f"vaerans_ecs {vaerans_ecs.__version__}, default model {models}, {name}")
     for quality in (25, 50, 75, 95):
         t0 = time.perf_counter()
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         bpp = len(data) * 8 / (img.shape[0] * img.shape[1])
         model = inspect(data).model
         print(
-            f"quality {quality:3d}: {model}  {len(data):7d} bytes  {bpp:6.3f} bpp  PSNR {psnr:6.2f} dB  "
+            f"quality {quality:3d}: {model:{width}}  {len(data):7d} bytes  {bpp:6.3f} bpp  PSNR {psnr:6.2f} dB  "
             f"compress {1e3 * (t1 - t0):6.1f} ms  decompress {1e3 * (t2 - t1):6.1f} ms"
         )
         if recon.shape != img.shape:

@@ -59,7 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Built-in model that ``"default"`` names when the configuration does not choose one.
-DEFAULT_MODEL = "vae-f4c4-xl"
+DEFAULT_MODEL = "vae-f4c4-xe"
 
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"

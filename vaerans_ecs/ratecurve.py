@@ -113,11 +113,17 @@ def rate_level(curves: Sequence[Sequence[RatePoint]], quality: float) -> float:
     return math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
 
 
+#: Rate difference within a curve's measurement noise (three photos): a curve that starts at most
+#: this fraction above a point's rate still counts as reaching that rate in :func:`useful`.
+RATE_TOLERANCE = 0.02
+
+
 def _beats(b: Sequence[RatePoint], p: RatePoint, tie: bool) -> bool:
-    """Whether curve ``b`` reaches more than ``p``'s PSNR (or as much, with ``tie``) at no more than its rate."""
-    if b[0].bpp > p.bpp:
+    """Whether curve ``b`` reaches more than ``p``'s PSNR (or as much, with ``tie``) at no more than
+    its rate (up to :data:`RATE_TOLERANCE` more where ``b`` starts just above it)."""
+    if b[0].bpp > p.bpp * (1.0 + RATE_TOLERANCE):
         return False
-    psnr = psnr_at(b, min(p.bpp, b[-1].bpp))
+    psnr = psnr_at(b, min(max(p.bpp, b[0].bpp), b[-1].bpp))
     return psnr > p.psnr or (tie and psnr == p.psnr)
 
 
