@@ -272,6 +272,25 @@ def test_encode_chunks_matches_public_plan(specs: list[tuple[str, int, int]]) ->
 
 
 @FAST
+@given(specs=st.lists(band_specs, min_size=1, max_size=3))
+def test_cheapest_plans_match_separate_plans(specs: list[list[tuple[str, int, int]]]) -> None:
+    # per item: option 0 is its bands concatenated, option 1 the same bands as given; the batched
+    # choice must pick the option whose separately planned cost is lower and plan it identically
+    items = []
+    for spec in specs:
+        bands = _make(spec)
+        whole = [np.concatenate(bands)] if bands else []
+        items.append([whole, bands])
+    for (index, chunks), options in zip(_tables.cheapest_plans(items), items, strict=True):
+        costs = [float(_tables._choose(o)[1].sum()) for o in options]
+        assert costs[index] == min(costs) and (index == 0 or costs[0] > costs[1])
+        alone = _tables.encode_chunks(options[index], check=False)
+        assert len(chunks) == len(alone)
+        if chunks:
+            np.testing.assert_array_equal(_words(chunks), _words(alone))
+
+
+@FAST
 @given(specs=band_specs)
 def test_table_weights_from_costs_match_band_model(specs: list[tuple[str, int, int]]) -> None:
     # the encoder takes table weights from its quantised logs; the decoder rebuilds them from
