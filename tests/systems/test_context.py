@@ -59,7 +59,7 @@ def test_magnitude_is_distance_to_the_mode() -> None:
 
 def test_classes_follow_the_documented_formula() -> None:
     bands = band_layout(8, 8, 1)  # LL1, HL1, LH1, HH1: 4x4 each
-    model = _context.ContextModel(2, bands)
+    model = _context.ContextModel(bands)
     hl = next(i for i, b in enumerate(bands) if b.name == "HL1")
     lh = next(i for i, b in enumerate(bands) if b.name == "LH1")
     spike = np.full(16, 128, dtype=np.uint8)
@@ -79,7 +79,7 @@ def test_classes_follow_the_documented_formula() -> None:
 
 def test_parent_context_reaches_the_finer_level() -> None:
     bands = band_layout(16, 16, 2)  # LL2, HL2, LH2, HH2 (4x4), HL1, LH1, HH1 (8x8)
-    model = _context.ContextModel(1, bands)
+    model = _context.ContextModel(bands)
     hl2 = next(i for i, b in enumerate(bands) if b.name == "HL2")
     hl1 = next(i for i, b in enumerate(bands) if b.name == "HL1")
     loud = np.full(16, 128, dtype=np.uint8)

@@ -79,14 +79,14 @@ def _upsample(parent: I64, h: int, w: int) -> I64:
 
 
 class ContextModel:
-    """Class maps for the bands of one layout, fed the decoded bands in decode order.
+    """Class maps for the bands of one channel layout (every channel alike), fed the decoded
+    bands in decode order.
 
     Call :meth:`classes` for band ``i`` of channel ``c`` (None: code the band as one group), then
     :meth:`record` it, band after band; encoder and decoder make the same calls.
     """
 
-    def __init__(self, channels: int, bands: tuple[Band, ...]) -> None:
-        self.channels = channels
+    def __init__(self, bands: tuple[Band, ...]) -> None:
         self.bands = bands
         index = {b.name: i for i, b in enumerate(bands)}
         self._parent: list[int | None] = []
@@ -97,9 +97,9 @@ class ContextModel:
                 self._parent.append(None)
                 self._siblings.append([])
                 continue
-            self._parent.append(index.get(f"{ori}{band.level + 1}"))
-            before = ORIENTATIONS[: ORIENTATIONS.index(ori)]
-            names = [f"{o}{band.level}" for o in before]
+            parent = index.get(f"{ori}{band.level + 1}")
+            self._parent.append(parent if parent is not None and bands[parent].size else None)
+            names = [f"{o}{band.level}" for o in ORIENTATIONS[: ORIENTATIONS.index(ori)]]
             self._siblings.append([index[n] for n in names if n in index and bands[index[n]].size])
         self._boxed: dict[tuple[int, int], I64] = {}
 
@@ -112,7 +112,7 @@ class ContextModel:
         h, w = band.h, band.w
         act = np.zeros((h, w), dtype=np.int64)
         parent = self._parent[i]
-        if parent is not None and self.bands[parent].size:
+        if parent is not None:
             act += _upsample(self._boxed[(c, parent)], h, w)
         for c2 in range(c):
             act += CHANNEL_WEIGHT * self._boxed[(c2, i)]

@@ -309,7 +309,7 @@ class ContextRansCoder(RansCoder):
         if layout is None:
             return None, [(0, i) for i in range(len(sizes))]
         nb = len(layout.bands)
-        return _context.ContextModel(layout.channels, layout.bands), [(k // nb, k % nb) for k in range(len(sizes))]
+        return _context.ContextModel(layout.bands), [(k // nb, k % nb) for k in range(len(sizes))]
 
     def _plan(self, bands: list[U8], layout: Layout | None) -> list[_tables.Chunk]:
         sizes = [b.size for b in bands]
