@@ -69,9 +69,9 @@ from vaerans_ecs.components.latent import YUVW4, Latent4
 from vaerans_ecs.components.quant import QuantParams, SymbolsU8
 from vaerans_ecs.components.wavelet import Band, WaveletPyr
 from vaerans_ecs.core.arena import TensorRef
+from vaerans_ecs.core.batching import group_by_key, stacked_view
 from vaerans_ecs.core.system import System, register_bridge, register_system
 from vaerans_ecs.errors import BitstreamError, ConfigError, VaeransError
-from vaerans_ecs.systems.hadamard import group_by_key, stacked_view
 
 if TYPE_CHECKING:
     from vaerans_ecs.core.world import World

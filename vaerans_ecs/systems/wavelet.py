@@ -49,9 +49,9 @@ import numpy.typing as npt
 from vaerans_ecs.components.base import Component
 from vaerans_ecs.components.latent import YUVW4
 from vaerans_ecs.components.wavelet import Band, WaveletPyr
+from vaerans_ecs.core.batching import group_by_key, parse_mode, stacked_view
 from vaerans_ecs.core.system import Mode, System, register_system
 from vaerans_ecs.errors import ConfigError, VaeransError
-from vaerans_ecs.systems.hadamard import group_by_key, parse_mode, stacked_view
 
 if TYPE_CHECKING:
     from vaerans_ecs.core.world import World
