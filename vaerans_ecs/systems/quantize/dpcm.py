@@ -20,6 +20,7 @@ MED_MAX_SIZE: Final = 1024
 
 
 def predictor(size: int) -> str:
+    """The predictor a band of ``size`` coefficients uses: ``"med"`` or ``"left"``."""
     return "med" if size <= MED_MAX_SIZE else "left"
 
 

@@ -44,6 +44,7 @@ _FORMAT_VERSION: Final = 1
 
 
 def params_anchors(params: QuantParams) -> tuple[int, ...]:
+    """One anchor per band (an empty ``anchors`` field means all 0)."""
     return params.anchors or (0,) * len(params.steps)
 
 
@@ -57,6 +58,7 @@ def make_params(
     wavelet: str,
     levels: int,
 ) -> QuantParams:
+    """QuantParams in canonical form: plain Python scalars, ``anchors=()`` when every anchor is 0."""
     return QuantParams(
         steps=tuple(float(s) for s in steps),
         zeros=tuple(int(z) for z in zeros),
@@ -70,6 +72,8 @@ def make_params(
 
 
 class BitWriter:
+    """Big-endian bit string writer with exp-Golomb codes (``ue``/``se``), zero-padded to a byte."""
+
     def __init__(self) -> None:
         self.value = 0
         self.nbits = 0
@@ -93,6 +97,8 @@ class BitWriter:
 
 
 class BitReader:
+    """Reader for :class:`BitWriter`'s bit strings; reading past the end raises BitstreamError."""
+
     def __init__(self, data: bytes) -> None:
         self.value = int.from_bytes(data, "big")
         self.left = 8 * len(data)

@@ -56,6 +56,7 @@ U8 = npt.NDArray[np.uint8]
 # Quality <-> step
 # ----------------------------------------------------------------------------------------------
 def check_range(step_min: float, step_max: float) -> None:
+    """Raise :class:`ConfigError` unless ``0 < step_min <= step_max`` and both are finite."""
     if not (math.isfinite(step_min) and math.isfinite(step_max) and 0.0 < step_min <= step_max):
         raise ConfigError(f"need 0 < step_min <= step_max (finite), got step_min={step_min}, step_max={step_max}")
 
@@ -107,6 +108,7 @@ def _gains(bands: tuple[Band, ...], wavelet: str, levels: int, height: int, widt
 def band_gains(
     bands: tuple[Band, ...], source: str, wavelet: str, levels: int, height: int | None, width: int | None
 ) -> F64:
+    """Synthesis gain of every band (all 1 for a latent source); the plane size defaults to the layout's."""
     if source != "WaveletPyr":
         if len(bands) != 1:
             raise VaeransError(f"a {source} source has a single band, got {len(bands)}")
@@ -145,6 +147,7 @@ def band_unit_steps(
 
 
 def check_band_weights(band_weights: Any) -> dict[str, float] | None:
+    """Validated copy of a band name -> weight mapping (positive, finite in float32), or None."""
     if band_weights is None:
         return None
     if not isinstance(band_weights, Mapping):
