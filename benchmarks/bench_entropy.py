@@ -35,8 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vaerans_ecs.systems import _tables
-from vaerans_ecs.systems.entropy import EntropyCoder, empirical_entropy_bound_bytes, get_coder
+from vaerans_ecs.systems.entropy import EntropyCoder, clear_caches, empirical_entropy_bound_bytes, get_coder
 from vaerans_ecs.systems.wavelet import band_layout
 
 DEFAULT_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
@@ -149,11 +148,11 @@ def run(
             assert all(np.array_equal(a, b) for a, b in zip(coder.decode(data, sizes), bands, strict=True))
 
             def enc(c: EntropyCoder = coder, b: list[np.ndarray] = bands) -> None:
-                _tables.clear_caches()
+                clear_caches()
                 c.encode(b)
 
             def dec(c: EntropyCoder = coder, d: bytes = data, s: list[int] = sizes) -> None:
-                _tables.clear_caches()
+                clear_caches()
                 c.decode(d, s)
 
             t_enc = best_s(enc, repeat)

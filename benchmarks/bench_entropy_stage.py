@@ -48,17 +48,19 @@ from vaerans_ecs.config import get_config
 from vaerans_ecs.core import World
 from vaerans_ecs.errors import VaeransError
 from vaerans_ecs.models import get_model
-from vaerans_ecs.systems import _tables
 from vaerans_ecs.systems.entropy import (
     ANSDecode,
     ANSEncode,
     Layout,
     RansCoder,
-    _bytes_to_words,
+    bytes_to_words,
+    clear_caches,
     coder_names,
     empirical_entropy_bound_bytes,
     get_coder,
 )
+from vaerans_ecs.systems.entropy.plan import decode_plan
+from vaerans_ecs.systems.entropy.search import choose_models, encode_chunks
 from vaerans_ecs.systems.hadamard import Hadamard4
 from vaerans_ecs.systems.quantize import QuantizeU8, step_for_quality
 from vaerans_ecs.systems.vae import OnnxVAEEncode
@@ -73,11 +75,11 @@ _Ans = constriction.stream.stack.AnsCoder
 
 def median_s(fn: Callable[[], object], repeats: int) -> float:
     """Median seconds of ``repeats`` runs after one warm-up; caches cleared before each run."""
-    _tables.clear_caches()
+    clear_caches()
     fn()
     times = []
     for _ in range(repeats):
-        _tables.clear_caches()
+        clear_caches()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -89,12 +91,12 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> d
     each); model caches are cleared before every run, except for names ending in ``_warm``."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
-        _tables.clear_caches()
+        clear_caches()
         fn()
     for _ in range(repeats):
         for name, fn in fns.items():
             if not name.endswith("_warm"):
-                _tables.clear_caches()
+                clear_caches()
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -198,13 +200,11 @@ def breakdown(all_bands: list[Bands], repeats: int) -> dict[str, float]:
     and numpy work (``decode_plan`` fed the recorded symbols, no constriction).
     """
     coder = RansCoder()
-    plan: Callable[[Bands], list[Any]] = getattr(  # the pre-optimisation module lacks encode_chunks
-        _tables, "encode_chunks", lambda b: _tables.plan_chunks(b, _tables.choose_models(b))
-    )
+    plan: Callable[[Bands], list[Any]] = encode_chunks
     chunks = [plan(b) for b in all_bands]
     records = []
     for bands in all_bands:
-        words = _bytes_to_words(coder.encode(bands))
+        words = bytes_to_words(coder.encode(bands))
         ans = _Ans(words)
         calls: list[tuple[Any, int, np.ndarray]] = []
 
@@ -213,7 +213,7 @@ def breakdown(all_bands: list[Bands], repeats: int) -> dict[str, float]:
             c.append((model, amount, out))
             return out
 
-        _tables.decode_plan(rec, [b.size for b in bands])
+        decode_plan(rec, [b.size for b in bands])
         records.append((words, [b.size for b in bands], calls))
 
     def constriction_only() -> None:
@@ -225,13 +225,13 @@ def breakdown(all_bands: list[Bands], repeats: int) -> dict[str, float]:
     def python_only() -> None:
         for _, sizes, calls in records:
             it = iter(calls)
-            _tables.decode_plan(lambda m, a, i=it: next(i)[2], sizes)
+            decode_plan(lambda m, a, i=it: next(i)[2], sizes)
 
     t = interleaved_medians(
         {
-            "encode_choose_models": lambda: [_tables.choose_models(b) for b in all_bands],
+            "encode_choose_models": lambda: [choose_models(b) for b in all_bands],
             "encode_choose_and_plan": lambda: [plan(b) for b in all_bands],
-            "encode_ans_calls": lambda: [coder._encode_chunks(c) for c in chunks],
+            "encode_ans_calls": lambda: [coder.chunks_to_words(c) for c in chunks],
             "decode_ans_calls": constriction_only,
             "decode_python": python_only,
         },

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vaerans_ecs.errors import BitstreamError, VaeransError
-from vaerans_ecs.systems import _context
 from vaerans_ecs.systems.entropy import Layout, get_coder
+from vaerans_ecs.systems.entropy.context import N_CLASSES, ContextModel, box3, magnitude
 from vaerans_ecs.systems.wavelet import band_layout
 
 FAST = settings(derandomize=True, deadline=None, max_examples=30)
@@ -48,18 +48,18 @@ def test_box3_matches_a_naive_sum() -> None:
     m = np.random.default_rng(0).integers(0, 9, (5, 7)).astype(np.int64)
     p = np.pad(m, 1, mode="edge")
     naive = np.array([[p[y : y + 3, x : x + 3].sum() for x in range(7)] for y in range(5)])
-    np.testing.assert_array_equal(_context.box3(m), naive)
-    assert _context.box3(np.array([[4]], dtype=np.int64)).tolist() == [[36]]
+    np.testing.assert_array_equal(box3(m), naive)
+    assert box3(np.array([[4]], dtype=np.int64)).tolist() == [[36]]
 
 
 def test_magnitude_is_distance_to_the_mode() -> None:
     sym = np.array([128, 128, 130, 125, 128, 0], dtype=np.uint8)
-    assert _context.magnitude(sym, 2, 3).tolist() == [[0, 0, 2], [3, 0, 128]]
+    assert magnitude(sym, 2, 3).tolist() == [[0, 0, 2], [3, 0, 128]]
 
 
 def test_classes_follow_the_documented_formula() -> None:
     bands = band_layout(8, 8, 1)  # LL1, HL1, LH1, HH1: 4x4 each
-    model = _context.ContextModel(bands)
+    model = ContextModel(bands)
     hl = next(i for i, b in enumerate(bands) if b.name == "HL1")
     lh = next(i for i, b in enumerate(bands) if b.name == "LH1")
     spike = np.full(16, 128, dtype=np.uint8)
@@ -79,7 +79,7 @@ def test_classes_follow_the_documented_formula() -> None:
 
 def test_parent_context_reaches_the_finer_level() -> None:
     bands = band_layout(16, 16, 2)  # LL2, HL2, LH2, HH2 (4x4), HL1, LH1, HH1 (8x8)
-    model = _context.ContextModel(bands)
+    model = ContextModel(bands)
     hl2 = next(i for i, b in enumerate(bands) if b.name == "HL2")
     hl1 = next(i for i, b in enumerate(bands) if b.name == "HL1")
     loud = np.full(16, 128, dtype=np.uint8)
@@ -87,7 +87,7 @@ def test_parent_context_reaches_the_finer_level() -> None:
     for i in range(hl1):
         model.record(0, i, loud if i == hl2 else np.full(bands[i].size, 128, dtype=np.uint8))
     cls = model.classes(0, hl1).reshape(8, 8)
-    assert cls[:2, :2].min() == _context.N_CLASSES - 1  # 508 >= 108
+    assert cls[:2, :2].min() == N_CLASSES - 1  # 508 >= 108
     assert cls[4:, 4:].max() == 0  # far from the parent's loud corner
 
 
@@ -96,8 +96,12 @@ def test_parent_context_reaches_the_finer_level() -> None:
 
 @FAST
 @given(
-    channels=st.integers(1, 4), h=st.integers(1, 40), w=st.integers(1, 40), levels=st.integers(0, 3),
-    scale=st.sampled_from([0.0, 0.3, 1.0, 4.0, 30.0]), seed=st.integers(0, 1000),
+    channels=st.integers(1, 4),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    levels=st.integers(0, 3),
+    scale=st.sampled_from([0.0, 0.3, 1.0, 4.0, 30.0]),
+    seed=st.integers(0, 1000),
 )
 def test_layout_round_trip(channels: int, h: int, w: int, levels: int, scale: float, seed: int) -> None:
     levels = min(levels, max(0, min(h, w).bit_length() - 1))

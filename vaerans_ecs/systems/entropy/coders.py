@@ -1,32 +1,8 @@
-"""Entropy-coding stage: bands of uint8 quantizer symbols <-> one compact payload.
+"""Entropy coders: the :class:`EntropyCoder` interface, its registry and the built-in coders.
 
-Coders are registered by name (:func:`register_coder`, :func:`get_coder`, :func:`coder_names`):
-
-``"rans"``
-    rANS (constriction's ``AnsCoder``) with the cheapest of several compact models per band and
-    all side information coded in the same stream (see :mod:`vaerans_ecs.systems._tables`).
-``"rans-ctx"`` (default, :data:`DEFAULT_CODER`)
-    rANS with the same models, applied per band to groups of coefficients sorted by a context
-    computed from the bands already decoded (:mod:`vaerans_ecs.systems._context`): about 7 %
-    fewer bits than ``"rans"`` on VAE latents. It needs the bands' 2-D layout, which
-    :class:`ANSEncode` / :class:`ANSDecode` pass on (:meth:`EntropyCoder.encode_layout`);
-    without one every band is a single group.
-``"range"``
-    The same models and stream plan as ``"rans"`` with constriction's range coder (FIFO).
-``"zlib"``, ``"lzma"``
-    Stdlib baselines over the concatenated bands.
-
-Systems: :class:`ANSEncode` (SymbolsU8 + QuantParams -> ANSBitstream) and :class:`ANSDecode`
-(ANSBitstream -> SymbolsU8), bands taken channel-major (channel 0's bands in layout order, then
-channel 1's, ...), the same order as QuantParams.
-
-Payload of the table coders: the coder's 32-bit words, little-endian, with up to three trailing
-zero bytes of the last word dropped (the decoder restores them and rejects non-canonical
-lengths). The payload length is the word count, so the payload must be stored with its exact
-length. The last symbol decoded is a 20-bit CRC of the band sizes and all symbols (it fills the
-coder's initial state, so it costs about nothing); with the requirement that the coder ends
-exactly empty it catches wrong sizes, truncation and corruption. All bands empty -> empty
-payload. There is no version field inside the payload: a format change needs a new coder name.
+``"rans"`` and ``"range"`` code each band with the cheapest table model (:mod:`.search`,
+:mod:`.plan`); ``"rans-ctx"`` first splits detail bands into context groups (:mod:`.context`);
+``"zlib"`` and ``"lzma"`` are stdlib baselines. See the package docstring for the payloads.
 """
 
 from __future__ import annotations
@@ -36,41 +12,41 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import constriction
 import numpy as np
 from numpy.typing import NDArray
 
-from vaerans_ecs.components.base import Component
-from vaerans_ecs.components.quant import ANSBitstream, QuantParams, SymbolsU8
 from vaerans_ecs.components.wavelet import Band
 from vaerans_ecs.core.registry import Registry
-from vaerans_ecs.core.system import System, register_system
-from vaerans_ecs.errors import BitstreamError, ComponentError, VaeransError
-from vaerans_ecs.systems import _context, _tables
-
-if TYPE_CHECKING:
-    from vaerans_ecs.core.world import World
+from vaerans_ecs.errors import BitstreamError, VaeransError
+from vaerans_ecs.systems.entropy.context import N_CLASSES, ContextModel
+from vaerans_ecs.systems.entropy.plan import Chunk, Decode, canary_chunk, check_canary, decode_plan
+from vaerans_ecs.systems.entropy.priors import categorical
+from vaerans_ecs.systems.entropy.search import cheapest_plans, encode_chunks
 
 __all__ = [
-    "ANSDecode",
-    "ANSEncode",
-    "ContextRansCoder",
+    "CODERS",
     "DEFAULT_CODER",
-    "Layout",
     "MAX_BANDS",
     "MAX_SYMBOLS",
+    "ContextRansCoder",
     "EntropyCoder",
+    "Layout",
     "LzmaCoder",
     "RangeCoder",
     "RansCoder",
+    "TableCoder",
     "ZlibCoder",
+    "bytes_to_words",
     "coder_names",
     "empirical_entropy_bound_bytes",
     "get_coder",
     "register_coder",
+    "words_to_bytes",
 ]
+
 
 #: The coder of :class:`ANSEncode` and of ``compress`` unless configured otherwise.
 DEFAULT_CODER: Final = "rans-ctx"
@@ -117,25 +93,25 @@ class EntropyCoder(ABC):
         return self.decode(data, layout.sizes)
 
 
-_CODERS: Final[Registry[type[EntropyCoder]]] = Registry("entropy coder")
+CODERS: Final[Registry[type[EntropyCoder]]] = Registry("entropy coder")
 
 C = TypeVar("C", bound=type[EntropyCoder])
 
 
 def register_coder(cls: C) -> C:
     """Class decorator registering an :class:`EntropyCoder` subclass under ``cls.name``."""
-    _CODERS.add(cls.name, cls)
+    CODERS.add(cls.name, cls)
     return cls
 
 
 def get_coder(name: str) -> EntropyCoder:
     """A coder instance by name; unknown names raise RegistryError listing the known ones."""
-    return _CODERS.get(name)()
+    return CODERS.get(name)()
 
 
 def coder_names() -> list[str]:
     """Registered coder names, sorted."""
-    return _CODERS.names()
+    return CODERS.names()
 
 
 def empirical_entropy_bound_bytes(bands: Sequence[NDArray[np.uint8]]) -> float:
@@ -155,7 +131,7 @@ def empirical_entropy_bound_bytes(bands: Sequence[NDArray[np.uint8]]) -> float:
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_bands(bands: Sequence[NDArray[np.uint8]]) -> list[U8]:
+def check_bands(bands: Sequence[NDArray[np.uint8]]) -> list[U8]:
     out: list[U8] = []
     for i, b in enumerate(bands):
         if not isinstance(b, np.ndarray) or b.dtype != np.uint8 or b.ndim != 1:
@@ -167,7 +143,7 @@ def _check_bands(bands: Sequence[NDArray[np.uint8]]) -> list[U8]:
     return out
 
 
-def _check_sizes(sizes: Sequence[int]) -> list[int]:
+def check_sizes(sizes: Sequence[int]) -> list[int]:
     try:
         out = [int(s) for s in sizes]
         ok = all(int(s) == s for s in sizes)
@@ -181,16 +157,16 @@ def _check_sizes(sizes: Sequence[int]) -> list[int]:
     return out
 
 
-def _words_to_bytes(words: NDArray[np.uint32]) -> bytes:
+def words_to_bytes(words: NDArray[np.uint32]) -> bytes:
     raw = words.astype("<u4").tobytes()
     keep = max(len(raw.rstrip(b"\0")), len(raw) - 3)
     return raw[:keep]
 
 
-def _bytes_to_words(data: bytes) -> NDArray[np.uint32]:
+def bytes_to_words(data: bytes) -> NDArray[np.uint32]:
     pad = (-len(data)) % 4
     words = np.frombuffer(bytes(data) + b"\0" * pad, dtype="<u4").astype(np.uint32)
-    if len(_words_to_bytes(words)) != len(data):
+    if len(words_to_bytes(words)) != len(data):
         raise BitstreamError("entropy payload: non-canonical length (extra trailing bytes)")
     return words
 
@@ -198,23 +174,25 @@ def _bytes_to_words(data: bytes) -> NDArray[np.uint32]:
 # ----------------------------------------------------------------------------- table coders
 
 
-class _TableCoder(EntropyCoder):
-    """Shared plumbing of the coders driven by :mod:`_tables` (models chosen per band)."""
+class TableCoder(EntropyCoder):
+    """Shared plumbing of the coders driven by table models (:mod:`.search` chooses one per band, :mod:`.plan`
+    lays out the stream)."""
 
     @abstractmethod
-    def _encode_chunks(self, chunks: list[_tables.Chunk]) -> NDArray[np.uint32]: ...
+    def chunks_to_words(self, chunks: list[Chunk]) -> NDArray[np.uint32]:
+        """Code the chunks (in decode order) into the coder's 32-bit words."""
 
     @abstractmethod
-    def _decoder(self, words: NDArray[np.uint32]) -> tuple[Callable[[Any, int], NDArray[np.int32]], Callable[[], bool]]:
+    def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool]]:
         """(decode(model, amount), finished()) over the words."""
 
-    def _plan(self, bands: list[U8], layout: Layout | None) -> list[_tables.Chunk]:
+    def _plan(self, bands: list[U8], layout: Layout | None) -> list[Chunk]:
         """The stream's chunks in decode order."""
-        return _tables.encode_chunks(bands)
+        return encode_chunks(bands)
 
-    def _unplan(self, decode: _tables.Decode, sizes: list[int], layout: Layout | None) -> list[U8]:
+    def _unplan(self, decode: Decode, sizes: list[int], layout: Layout | None) -> list[U8]:
         """Decode what :meth:`_plan` wrote."""
-        return _tables.decode_plan(decode, sizes)
+        return decode_plan(decode, sizes)
 
     def encode(self, bands: Sequence[NDArray[np.uint8]]) -> bytes:
         return self._encode(bands, None)
@@ -229,16 +207,16 @@ class _TableCoder(EntropyCoder):
         return self._decode(data, layout.sizes, layout)
 
     def _encode(self, bands: Sequence[NDArray[np.uint8]], layout: Layout | None) -> bytes:
-        checked = _check_bands(bands)
+        checked = check_bands(bands)
         if layout is not None and [b.size for b in checked] != layout.sizes:
             raise VaeransError(f"entropy coder: the bands do not tile the layout ({len(checked)} bands given)")
         chunks = self._plan(checked, layout)
         if not chunks:
             return b""
-        return _words_to_bytes(self._encode_chunks(chunks))
+        return words_to_bytes(self.chunks_to_words(chunks))
 
     def _decode(self, data: bytes, sizes: Sequence[int], layout: Layout | None) -> list[NDArray[np.uint8]]:
-        checked = _check_sizes(sizes)
+        checked = check_sizes(sizes)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise BitstreamError(f"entropy payload must be bytes, got {type(data).__name__}")
         data = bytes(data)
@@ -248,9 +226,9 @@ class _TableCoder(EntropyCoder):
             return [np.empty(0, dtype=np.uint8) for _ in checked]
         if not data:
             raise BitstreamError("entropy payload: empty")
-        words = _bytes_to_words(data)
+        words = bytes_to_words(data)
         try:
-            decode, finished = self._decoder(words)
+            decode, finished = self.open_decoder(words)
             bands = self._unplan(decode, checked, layout)
             done = finished()
         except BitstreamError:
@@ -267,18 +245,18 @@ def _as_words(x: Any) -> NDArray[np.uint32]:
 
 
 @register_coder
-class RansCoder(_TableCoder):
+class RansCoder(TableCoder):
     """rANS (constriction ``AnsCoder``, a stack: chunks are pushed in reverse decode order)."""
 
     name: ClassVar[str] = "rans"
 
-    def _encode_chunks(self, chunks: list[_tables.Chunk]) -> NDArray[np.uint32]:
+    def chunks_to_words(self, chunks: list[Chunk]) -> NDArray[np.uint32]:
         coder = constriction.stream.stack.AnsCoder()
         for c in reversed(chunks):
             coder.encode_reverse(c.symbols, c.model)
         return _as_words(coder.get_compressed())
 
-    def _decoder(self, words: NDArray[np.uint32]) -> tuple[Callable[[Any, int], NDArray[np.int32]], Callable[[], bool]]:
+    def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool]]:
         coder = constriction.stream.stack.AnsCoder(words)
 
         def decode(model: Any, amount: int) -> NDArray[np.int32]:
@@ -289,29 +267,29 @@ class RansCoder(_TableCoder):
 
 @register_coder
 class ContextRansCoder(RansCoder):
-    """rANS over context groups: each detail band is split by :class:`_context.ContextModel` into
-    classes of similar local activity, and each band's groups are coded with :mod:`_tables` models.
+    """rANS over context groups: each detail band is split by :class:`ContextModel` into
+    classes of similar local activity, and each band's groups are coded with the table models (:mod:`.search`).
 
     Payload: per band in decode order, where the context splits it into two or more classes, a
     flag (model :data:`SPLIT_FLAG`) saying whether the encoder did split it (it does when the
-    groups' estimated cost, side information included, is lower); then the ``_tables`` plan of
+    groups' estimated cost, side information included, is lower); then the table plan (:mod:`.plan`) of
     its groups (class 0 first) or of the whole band, without a check value. Last, one check value
     over all band sizes and symbols (in band order). Without a layout every band is one group.
     """
 
     name: ClassVar[str] = "rans-ctx"
     #: Model of the per-band split flag (1 = split), part of the format: splitting is the rule.
-    SPLIT_FLAG: ClassVar[Any] = _tables.categorical(np.array([1.0, 3.0]))
+    SPLIT_FLAG: ClassVar[Any] = categorical(np.array([1.0, 3.0]))
 
     @staticmethod
-    def _walk(sizes: list[int], layout: Layout | None) -> tuple[_context.ContextModel | None, list[tuple[int, int]]]:
+    def _walk(sizes: list[int], layout: Layout | None) -> tuple[ContextModel | None, list[tuple[int, int]]]:
         """The context model (None without a layout) and (channel, band index) per band."""
         if layout is None:
             return None, [(0, i) for i in range(len(sizes))]
         nb = len(layout.bands)
-        return _context.ContextModel(layout.bands), [(k // nb, k % nb) for k in range(len(sizes))]
+        return ContextModel(layout.bands), [(k // nb, k % nb) for k in range(len(sizes))]
 
-    def _plan(self, bands: list[U8], layout: Layout | None) -> list[_tables.Chunk]:
+    def _plan(self, bands: list[U8], layout: Layout | None) -> list[Chunk]:
         sizes = [b.size for b in bands]
         if sum(sizes) == 0:
             return []
@@ -322,19 +300,19 @@ class ContextRansCoder(RansCoder):
             items.append([[band]])
             if cls is not None:
                 perm = np.argsort(cls, kind="stable")
-                ends = np.cumsum(np.bincount(cls, minlength=_context.N_CLASSES))[:-1]
+                ends = np.cumsum(np.bincount(cls, minlength=N_CLASSES))[:-1]
                 items[-1].append(np.split(band[perm], ends))
             if model is not None:
                 model.record(c, i, band)
-        chunks: list[_tables.Chunk] = []
-        for options, (split, plan) in zip(items, _tables.cheapest_plans(items), strict=True):
+        chunks: list[Chunk] = []
+        for options, (split, plan) in zip(items, cheapest_plans(items), strict=True):
             if len(options) > 1:
-                chunks.append(_tables.Chunk(np.array([split], dtype=np.int32), self.SPLIT_FLAG))
+                chunks.append(Chunk(np.array([split], dtype=np.int32), self.SPLIT_FLAG))
             chunks += plan
-        chunks.append(_tables.canary_chunk(sizes, np.concatenate(bands)))
+        chunks.append(canary_chunk(sizes, np.concatenate(bands)))
         return chunks
 
-    def _unplan(self, decode: _tables.Decode, sizes: list[int], layout: Layout | None) -> list[U8]:
+    def _unplan(self, decode: Decode, sizes: list[int], layout: Layout | None) -> list[U8]:
         out = np.empty(sum(sizes), dtype=np.uint8)
         starts = np.cumsum([0, *sizes]).tolist()
         bands = [out[starts[k] : starts[k + 1]] for k in range(len(sizes))]
@@ -342,29 +320,29 @@ class ContextRansCoder(RansCoder):
         for band, (c, i) in zip(bands, order, strict=True):
             cls = model.classes(c, i) if model is not None else None
             if cls is None or not decode(self.SPLIT_FLAG, 1)[0]:
-                band[:] = np.concatenate(_tables.decode_plan(decode, [band.size], check=False))
+                band[:] = np.concatenate(decode_plan(decode, [band.size], check=False))
             else:
-                counts = np.bincount(cls, minlength=_context.N_CLASSES).tolist()
-                band[np.argsort(cls, kind="stable")] = np.concatenate(_tables.decode_plan(decode, counts, check=False))
+                counts = np.bincount(cls, minlength=N_CLASSES).tolist()
+                band[np.argsort(cls, kind="stable")] = np.concatenate(decode_plan(decode, counts, check=False))
             if model is not None:
                 model.record(c, i, band)
-        _tables.check_canary(decode, sizes, out)
+        check_canary(decode, sizes, out)
         return bands
 
 
 @register_coder
-class RangeCoder(_TableCoder):
+class RangeCoder(TableCoder):
     """Range coding (constriction ``RangeEncoder``/``RangeDecoder``, a queue) with the same models."""
 
     name: ClassVar[str] = "range"
 
-    def _encode_chunks(self, chunks: list[_tables.Chunk]) -> NDArray[np.uint32]:
+    def chunks_to_words(self, chunks: list[Chunk]) -> NDArray[np.uint32]:
         coder = constriction.stream.queue.RangeEncoder()
         for c in chunks:
             coder.encode(c.symbols, c.model)
         return _as_words(coder.get_compressed())
 
-    def _decoder(self, words: NDArray[np.uint32]) -> tuple[Callable[[Any, int], NDArray[np.int32]], Callable[[], bool]]:
+    def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool]]:
         coder = constriction.stream.queue.RangeDecoder(words)
 
         def decode(model: Any, amount: int) -> NDArray[np.int32]:
@@ -393,11 +371,11 @@ class _ByteCoder(EntropyCoder):
     def _decompressor(self) -> Any: ...
 
     def encode(self, bands: Sequence[NDArray[np.uint8]]) -> bytes:
-        checked = _check_bands(bands)
+        checked = check_bands(bands)
         return _sizes_check([b.size for b in checked]) + self._compress(b"".join(b.tobytes() for b in checked))
 
     def decode(self, data: bytes, sizes: Sequence[int]) -> list[NDArray[np.uint8]]:
-        checked = _check_sizes(sizes)
+        checked = check_sizes(sizes)
         total = sum(checked)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise BitstreamError(f"{self.name} payload must be bytes, got {type(data).__name__}")
@@ -445,96 +423,3 @@ class LzmaCoder(_ByteCoder):
     def _decompressor(self) -> Any:
         # a forged header could otherwise ask for a dictionary of up to 4 GiB
         return lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=128 << 20)
-
-
-# ----------------------------------------------------------------------------- systems
-
-
-@register_system
-class ANSEncode(System):
-    """SymbolsU8 (+ QuantParams) -> ANSBitstream with a registered entropy coder (default ``"rans-ctx"``).
-
-    Each entity is coded on its own; the bitstream records the coder name and the symbol layout.
-    """
-
-    name: ClassVar[str] = "ANSEncode"
-    config_fields: ClassVar[tuple[str, ...]] = ("coder",)
-
-    def __init__(self, coder: str = DEFAULT_CODER) -> None:
-        self.coder = str(coder)
-        self._impl = get_coder(self.coder)  # unknown names raise RegistryError here
-
-    def required_components(self) -> tuple[type[Component], ...]:
-        return (SymbolsU8, QuantParams)
-
-    def produced_components(self) -> tuple[type[Component], ...]:
-        return (ANSBitstream,)
-
-    def inverse(self) -> ANSDecode:
-        return ANSDecode(coder=self.coder)
-
-    def run(self, world: World, eids: Sequence[int]) -> None:
-        for eid in eids:
-            sym = world.get_component(eid, SymbolsU8)
-            params = world.get_component(eid, QuantParams)
-            arr = world.view(sym.ref)
-            channels = int(arr.shape[0])
-            if len(params.steps) != channels * len(sym.bands):
-                raise ComponentError(
-                    f"ANSEncode: QuantParams has {len(params.steps)} bands, the symbols have "
-                    f"{channels} channels x {len(sym.bands)} bands"
-                )
-            bands = [arr[c, b.offset : b.offset + b.size] for c in range(channels) for b in sym.bands]
-            data = self._impl.encode_layout(bands, Layout(channels, sym.bands))
-            world.add_component(
-                eid,
-                ANSBitstream(
-                    data=data,
-                    coder=self.coder,
-                    channels=channels,
-                    height=sym.height,
-                    width=sym.width,
-                    bands=sym.bands,
-                ),
-            )
-
-
-@register_system
-class ANSDecode(System):
-    """ANSBitstream -> SymbolsU8; malformed payloads raise BitstreamError."""
-
-    name: ClassVar[str] = "ANSDecode"
-    config_fields: ClassVar[tuple[str, ...]] = ("coder",)
-
-    def __init__(self, coder: str = DEFAULT_CODER) -> None:
-        self.coder = str(coder)
-        self._impl = get_coder(self.coder)
-
-    def required_components(self) -> tuple[type[Component], ...]:
-        return (ANSBitstream,)
-
-    def produced_components(self) -> tuple[type[Component], ...]:
-        return (SymbolsU8,)
-
-    def inverse(self) -> ANSEncode:
-        return ANSEncode(coder=self.coder)
-
-    def run(self, world: World, eids: Sequence[int]) -> None:
-        for eid in eids:
-            bits = world.get_component(eid, ANSBitstream)
-            if bits.coder != self.coder:
-                raise BitstreamError(f"ANSDecode({self.coder!r}) got a payload made by coder {bits.coder!r}")
-            decoded = self._impl.decode_layout(bits.data, Layout(bits.channels, bits.bands))
-            ref = world.alloc((bits.channels, bits.height * bits.width), np.uint8)
-            out = world.view(ref)
-            if out.flags.c_contiguous:
-                # ANSBitstream guarantees that the bands tile each channel in order (check_layout),
-                # so the channel-major bands, concatenated, are the tensor itself: one copy.
-                np.concatenate(decoded, out=out.reshape(-1))
-            else:
-                i = 0
-                for c in range(bits.channels):
-                    for b in bits.bands:
-                        out[c, b.offset : b.offset + b.size] = decoded[i]
-                        i += 1
-            world.add_component(eid, SymbolsU8(ref=ref, height=bits.height, width=bits.width, bands=bits.bands))

@@ -1,0 +1,102 @@
+"""The entropy-coding systems: ANSEncode (SymbolsU8 + QuantParams -> ANSBitstream) and ANSDecode."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from vaerans_ecs.components.base import Component
+from vaerans_ecs.components.quant import ANSBitstream, QuantParams, SymbolsU8
+from vaerans_ecs.core.system import System, register_system
+from vaerans_ecs.errors import BitstreamError, ComponentError
+from vaerans_ecs.systems.entropy.coders import DEFAULT_CODER, Layout, get_coder
+
+if TYPE_CHECKING:
+    from vaerans_ecs.core.world import World
+
+__all__ = ["ANSDecode", "ANSEncode"]
+
+
+@register_system
+class ANSEncode(System):
+    """SymbolsU8 (+ QuantParams) -> ANSBitstream with a registered entropy coder (default ``"rans-ctx"``).
+
+    Each entity is coded on its own; the bitstream records the coder name and the symbol layout.
+    """
+
+    name: ClassVar[str] = "ANSEncode"
+    config_fields: ClassVar[tuple[str, ...]] = ("coder",)
+
+    def __init__(self, coder: str = DEFAULT_CODER) -> None:
+        self.coder = str(coder)
+        self._impl = get_coder(self.coder)  # unknown names raise RegistryError here
+
+    def required_components(self) -> tuple[type[Component], ...]:
+        return (SymbolsU8, QuantParams)
+
+    def produced_components(self) -> tuple[type[Component], ...]:
+        return (ANSBitstream,)
+
+    def inverse(self) -> ANSDecode:
+        return ANSDecode(coder=self.coder)
+
+    def run(self, world: World, eids: Sequence[int]) -> None:
+        for eid in eids:
+            sym = world.get_component(eid, SymbolsU8)
+            params = world.get_component(eid, QuantParams)
+            arr = world.view(sym.ref)
+            channels = int(arr.shape[0])
+            if len(params.steps) != channels * len(sym.bands):
+                raise ComponentError(
+                    f"ANSEncode: QuantParams has {len(params.steps)} bands, the symbols have "
+                    f"{channels} channels x {len(sym.bands)} bands"
+                )
+            bands = [arr[c, b.offset : b.offset + b.size] for c in range(channels) for b in sym.bands]
+            data = self._impl.encode_layout(bands, Layout(channels, sym.bands))
+            world.add_component(
+                eid,
+                ANSBitstream(
+                    data=data,
+                    coder=self.coder,
+                    channels=channels,
+                    height=sym.height,
+                    width=sym.width,
+                    bands=sym.bands,
+                ),
+            )
+
+
+@register_system
+class ANSDecode(System):
+    """ANSBitstream -> SymbolsU8; malformed payloads raise BitstreamError."""
+
+    name: ClassVar[str] = "ANSDecode"
+    config_fields: ClassVar[tuple[str, ...]] = ("coder",)
+
+    def __init__(self, coder: str = DEFAULT_CODER) -> None:
+        self.coder = str(coder)
+        self._impl = get_coder(self.coder)
+
+    def required_components(self) -> tuple[type[Component], ...]:
+        return (ANSBitstream,)
+
+    def produced_components(self) -> tuple[type[Component], ...]:
+        return (SymbolsU8,)
+
+    def inverse(self) -> ANSEncode:
+        return ANSEncode(coder=self.coder)
+
+    def run(self, world: World, eids: Sequence[int]) -> None:
+        for eid in eids:
+            bits = world.get_component(eid, ANSBitstream)
+            if bits.coder != self.coder:
+                raise BitstreamError(f"ANSDecode({self.coder!r}) got a payload made by coder {bits.coder!r}")
+            decoded = self._impl.decode_layout(bits.data, Layout(bits.channels, bits.bands))
+            ref = world.alloc((bits.channels, bits.height * bits.width), np.uint8)
+            # ANSBitstream guarantees that the bands tile each channel in order (check_layout), so the
+            # channel-major bands, concatenated, are the tensor itself (a fresh arena tensor is
+            # C-contiguous, so the flat view below is the tensor's memory): one copy.
+            np.concatenate(decoded, out=world.view(ref).reshape(-1))
+            world.add_component(eid, SymbolsU8(ref=ref, height=bits.height, width=bits.width, bands=bits.bands))
