@@ -269,7 +269,7 @@ def _peak(fn: Callable[[], object]) -> tuple[BaseException | None, int]:
 
 @pytest.fixture
 def default_limits() -> Iterator[None]:
-    """The shipped max_pixels (16384**2) with a 1 MiB arena, so tracemalloc sees only the decoder's own work."""
+    """The shipped max_pixels (178,956,970) with a 1 MiB arena, so tracemalloc sees only the decoder's own work."""
     saved = get_config()
     set_config(Config(arena=ArenaConfig(capacity_mb=1, max_capacity_mb=1 << 14)))
     yield
@@ -304,8 +304,8 @@ def test_max_pixels_argument_and_config_are_honoured(small: bytes) -> None:
 
 def test_latent_larger_than_max_pixels_allows_is_refused(small: bytes, default_limits: None) -> None:
     """An image within max_pixels but a symbol plane bigger than 4*max_pixels (64 channels)."""
-    bomb = _forge(small, height=varint(16384), width=varint(16384), channels=varint(64),
-                  plane_h=varint(16384), plane_w=varint(16384))
+    bomb = _forge(small, height=varint(13376), width=varint(13376), channels=varint(64),
+                  plane_h=varint(13376), plane_w=varint(13376))
     for fn in (api.inspect, api.decompress):
         exc, peak = _peak(lambda fn=fn: fn(bomb))  # type: ignore[misc]
         assert isinstance(exc, BitstreamError) and "max_pixels" in str(exc), exc
@@ -386,13 +386,13 @@ def test_forged_lzma_dictionary_is_bounded(synthetic_model: ModelSpec, default_l
 @pytest.mark.xfail(
     strict=True,
     reason="known gap: the table coders decode every declared symbol before their check value fails; a "
-    "~290-byte stream declaring a legal 16384x16384 image costs ~340 MiB and seconds (max_pixels bounds it)",
+    "~290-byte stream declaring a legal 13376x13376 image costs ~340 MiB and seconds (max_pixels bounds it)",
 )
 def test_payload_too_small_for_its_band_layout_is_refused_early(synthetic_model: ModelSpec,
                                                                default_limits: None) -> None:
     """Image and latent sizes consistent with each other and within max_pixels, payload of a 64x64 image."""
     seed = api.compress(_image(64, 64, 0), 75, model=synthetic_model.name, wavelet="cdf53", coder="rans")
-    bomb = _forge(seed, height=varint(16384), width=varint(16384), plane_h=varint(2048), plane_w=varint(2048))
+    bomb = _forge(seed, height=varint(13376), width=varint(13376), plane_h=varint(1672), plane_w=varint(1672))
     exc, peak = _peak(lambda: api.decompress(bomb))
     assert isinstance(exc, BitstreamError)
     assert peak < 64 << 20, f"a {len(bomb)}-byte stream made decompress allocate {peak / 2**20:.0f} MiB"

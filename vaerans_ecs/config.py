@@ -56,7 +56,8 @@ class RuntimeConfig(_Section):
 
     providers: list[str] = ["auto"]
     intra_op_threads: int = Field(0, ge=0)
-    max_pixels: int = Field(16384 * 16384, gt=0)
+    # Pillow's own hard limit (2 * PIL.Image.MAX_IMAGE_PIXELS): it refuses to open larger files anyway.
+    max_pixels: int = Field(178_956_970, gt=0)
     tile_size: int = Field(1024, ge=0)
     tile_overlap: int = Field(32, ge=0)
 
