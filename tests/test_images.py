@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.imaging.pngfiles import declared_only, png16, ramp16
 from tests.synthetic_vae import reference_roundtrip
 from vaerans_ecs import api
+from vaerans_ecs.config import Config, RuntimeConfig, get_config, set_config
 from vaerans_ecs.errors import ImageInputError, VaeransError
 from vaerans_ecs.imaging import to_rgb_uint8
 from vaerans_ecs.models import ModelSpec
@@ -178,6 +181,29 @@ def _strided(kind: str) -> Callable[[], tuple[Any, U8]]:
     return build
 
 
+def _matrix() -> tuple[Any, U8]:
+    v = u8(smooth(40, 56, 1)[:, :, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # np.matrix is discouraged, still passed in
+        return np.matrix(v), gray_rgb(v)
+
+
+def _uint16_big_endian() -> tuple[Any, U8]:
+    v, expected = _uint16()
+    return v.astype(">u2"), expected
+
+
+def _float_big_endian() -> tuple[Any, U8]:
+    f = smooth(40, 56).astype(">f4")
+    return f, np.rint(f.astype(np.float64) * 255).astype(np.uint8)
+
+
+def _pil_png16_rgb() -> tuple[Any, U8]:
+    """A 16-bit RGB PNG opened by Pillow (not loaded): every value, converted by round(v / 257)."""
+    px = ramp16(3)
+    return Image.open(io.BytesIO(png16(px))), np.rint(px / 257.0).astype(np.uint8)
+
+
 ACCEPTED: dict[str, tuple[Callable[[], tuple[Any, U8]], float]] = {
     "pil-L": (_pil_l, 15),
     "pil-LA": (_pil_la, 15),
@@ -193,6 +219,10 @@ ACCEPTED: dict[str, tuple[Callable[[], tuple[Any, U8]], float]] = {
     "pil-I": (_pil_i, 15),
     "pil-F": (_pil_f, 15),
     "uint16": (_uint16, 15),
+    "uint16-big-endian": (_uint16_big_endian, 15),
+    "float32-big-endian": (_float_big_endian, 15),
+    "np.matrix": (_matrix, 15),
+    "pil-png16-RGB": (_pil_png16_rgb, 30),
     "float32": (_float(np.float32), 15),
     "float64": (_float(np.float64), 15),
     "float16": (_float(np.float16), 15),
@@ -283,6 +313,31 @@ def test_refused_input(synthetic_model: ModelSpec, name: str) -> None:
     assert isinstance(info.value, VaeransError)
     with pytest.raises(ImageInputError):
         api.compress_batch([u8(smooth(8, 8)), img], 50, model=synthetic_model.name)
+
+
+def test_truncated_file_is_an_image_input_error(synthetic_model: ModelSpec) -> None:
+    """``compress(Image.open(truncated.png))`` raised a bare OSError."""
+    buf = io.BytesIO()
+    Image.fromarray(u8(smooth(64, 64))).save(buf, format="PNG")
+    cut = buf.getvalue()[: len(buf.getvalue()) // 2]
+    with pytest.raises(ImageInputError, match="truncated"):
+        api.compress(Image.open(io.BytesIO(cut)), 50, model=synthetic_model.name)
+
+
+def test_compress_refuses_over_max_pixels_before_decoding(synthetic_model: ModelSpec) -> None:
+    """``compress`` had no pixel cap of its own: now ``[runtime] max_pixels`` applies to the declared size."""
+    saved = get_config()
+    set_config(Config(runtime=RuntimeConfig(max_pixels=100 * 100)))
+    try:
+        img = Image.open(io.BytesIO(declared_only(101, 100)))  # its pixel data is garbage: decoding would fail
+        with pytest.raises(ImageInputError, match="max_pixels"):
+            api.compress(img, 50, model=synthetic_model.name)
+        assert img.tile  # refused from the header: nothing was decoded
+        with pytest.raises(ImageInputError, match="max_pixels"):
+            api.compress(np.zeros((101, 100), np.uint8), 50, model=synthetic_model.name)
+        api.compress(np.zeros((100, 100), np.uint8), 50, model=synthetic_model.name)
+    finally:
+        set_config(saved)
 
 
 # -- one large image ----------------------------------------------------------------------------
