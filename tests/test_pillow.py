@@ -10,6 +10,8 @@ import pytest
 from PIL import Image, UnidentifiedImageError
 
 import vaerans_ecs.pillow as vae_pillow
+from vaerans_ecs import api
+from vaerans_ecs.errors import BitstreamError
 from vaerans_ecs.models import ModelSpec
 
 
@@ -71,15 +73,28 @@ def test_target_bpp_and_modes(tmp_path: Path, synthetic_model: ModelSpec) -> Non
         assert a.size == grey.size == (64, 64)
 
 
-def test_corrupt_streams_are_not_identified(tmp_path: Path, synthetic_model: ModelSpec) -> None:
+def test_corrupt_streams_say_why(tmp_path: Path, synthetic_model: ModelSpec) -> None:
+    """A file with our magic and a bad header: Image.open raises an UnidentifiedImageError that is also a
+    BitstreamError carrying the reason (it used to say only "cannot identify image file")."""
     buf = io.BytesIO()
     Image.fromarray(_image()).save(buf, format="VAERANS", model=synthetic_model.name)
-    data = bytearray(buf.getvalue())
+    good = buf.getvalue()
+    data = bytearray(good)
     data[20] ^= 0xFF
     bad = tmp_path / "bad.vae"
     bad.write_bytes(bytes(data))
-    with pytest.raises(UnidentifiedImageError):
+    for source in (bad, io.BytesIO(bytes(data)), io.BytesIO(good[:12])):
+        with pytest.raises(UnidentifiedImageError) as info:
+            Image.open(source)
+        assert isinstance(info.value, BitstreamError) and isinstance(info.value, vae_pillow.InvalidStreamError)
+        assert str(info.value).startswith("invalid vaerans stream: ") and "cannot identify" not in str(info.value)
+    with pytest.raises(BitstreamError) as reason:
+        api.inspect(bytes(data))
+    with pytest.raises(UnidentifiedImageError) as info:
         Image.open(bad)
+    assert str(info.value) == f"invalid vaerans stream: {reason.value}"  # the decoder's own reason
     # other formats are unaffected
     Image.fromarray(_image()).save(tmp_path / "p.png")
     assert Image.open(tmp_path / "p.png").format == "PNG"
+    with pytest.raises(UnidentifiedImageError, match="cannot identify"):
+        Image.open(io.BytesIO(b"not an image at all"))

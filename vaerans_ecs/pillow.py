@@ -16,6 +16,12 @@ size against ``[runtime] max_pixels`` and Pillow's decompression-bomb limit); de
 ``load()``. Images are always ``RGB``. ``img.info`` holds ``model``, ``fingerprint``, ``bpp``
 and ``pipeline``.
 
+A file with the vaerans magic whose header is invalid raises :class:`InvalidStreamError` from
+``Image.open``: both a :class:`~PIL.UnidentifiedImageError` (what Pillow raises for files it
+cannot read) and a :class:`~vaerans_ecs.errors.BitstreamError`, whose message says what is wrong
+(Pillow would otherwise report only "cannot identify image file"). A payload that fails to decode
+raises :class:`~vaerans_ecs.errors.BitstreamError` from ``load()``.
+
 Saving accepts any image the codec accepts (:mod:`vaerans_ecs.imaging` rules: alpha dropped,
 grey replicated, 16-bit scaled) with the keywords ``quality`` (1..100), ``target_bpp`` and
 ``model`` (default ``"default"``). Pillow has no entry points for plugins, so the import (or
@@ -26,15 +32,25 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from vaerans_ecs.core.serialization import accept
+from vaerans_ecs.errors import BitstreamError
 
-__all__ = ["EXTENSION", "FORMAT", "MIME", "VaeransImageFile", "register_vaerans_opener"]
+__all__ = ["EXTENSION", "FORMAT", "MIME", "InvalidStreamError", "VaeransImageFile", "register_vaerans_opener"]
 
 FORMAT = "VAERANS"
 EXTENSION = ".vae"
 MIME = "image/x-vaerans"
+
+
+class InvalidStreamError(BitstreamError, UnidentifiedImageError):
+    """``Image.open`` of a file with the vaerans magic and an invalid header; the message says why.
+
+    Why both bases: Pillow lets any exception but ``SyntaxError`` (and a few others) out of a
+    plugin's ``_open`` unchanged, so the reason reaches the caller, while code that catches
+    ``UnidentifiedImageError`` for unreadable files keeps working.
+    """
 
 
 def _accept(prefix: bytes) -> bool:
@@ -58,16 +74,11 @@ class VaeransImageFile(ImageFile.ImageFile):
         try:
             info = api.inspect(data)
         except VaeransError as exc:
-            raise SyntaxError(f"invalid vaerans stream: {exc}") from None
+            raise InvalidStreamError(f"invalid vaerans stream: {exc}") from None
         header = info.header
         self._mode = "RGB"
         self._size = (header.width, header.height)
-        model = ""
-        for system in header.pipeline:
-            cfg = system.get_config()
-            if "model" in cfg:
-                model = str(cfg["model"])
-        self.info["model"] = model
+        self.info["model"] = info.model
         self.info["fingerprint"] = header.fingerprint.hex()
         self.info["bpp"] = info.bpp
         self.info["pipeline"] = [s.get_config() for s in header.pipeline]
