@@ -84,11 +84,13 @@ def test_quant_params_validation() -> None:
 
 
 def test_components_are_frozen_and_strict() -> None:
-    bs = ANSBitstream(data=b"abc", channels=4, height=2, width=4, bands=_bands())
+    bs = ANSBitstream(data=b"abc", coder="rans", channels=4, height=2, width=4, bands=_bands())
     with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen-instance error
         bs.data = b"x"  # type: ignore[misc]
     with pytest.raises(ComponentError, match="Extra inputs"):
-        ANSBitstream(data=b"", channels=4, height=2, width=4, bands=_bands(), bogus=1)  # type: ignore[call-arg]
+        ANSBitstream(data=b"", coder="rans", channels=4, height=2, width=4, bands=_bands(), bogus=1)  # type: ignore[call-arg]
     with pytest.raises(ComponentError, match="channels"):
-        ANSBitstream(data=b"", channels=0, height=2, width=4, bands=_bands())
+        ANSBitstream(data=b"", coder="rans", channels=0, height=2, width=4, bands=_bands())
+    with pytest.raises(ComponentError, match="coder"):  # no default: the coders own it
+        ANSBitstream(data=b"", channels=4, height=2, width=4, bands=_bands())  # type: ignore[call-arg]
     assert np.dtype(RGB(ref=ref((1, 1, 3), "uint8")).ref.dtype) == np.uint8

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 import numpy as np
 
@@ -14,7 +13,6 @@ from vaerans_ecs.core import Mode, System, World, register_system
 class Counter(Component):
     """A scalar counter component used by the toy systems."""
 
-    kind: ClassVar[str] = "Counter"
     value: int
 
 
@@ -101,5 +99,6 @@ class Tally(System):
         for e in eids:
             comp = world.get_component(e, self.source)
             world.add_component(e, Counter(value=int(world.view(comp.ref).sum())))  # type: ignore[attr-defined]
+
 
 __all__ = ["AddOne", "Counter", "FakeEncode", "Rotate", "Tally"]

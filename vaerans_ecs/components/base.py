@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -37,9 +37,6 @@ class Component(BaseModel):
     """Base of all components: immutable, validated on construction, comparable by value."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
-
-    #: Short registry name of the component type (used in error messages and bitstream headers).
-    kind: ClassVar[str] = "component"
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from vaerans_ecs.components.base import Component, check_ref
 from vaerans_ecs.core.arena import TensorRef
 
@@ -13,7 +11,6 @@ __all__ = ["RGB", "BlurRGB", "ImageInfo", "ReconRGB", "Residual"]
 class RGB(Component):
     """Source image: HxWx3 uint8 in the arena."""
 
-    kind: ClassVar[str] = "RGB"
     ref: TensorRef
 
     def _validate(self) -> None:
@@ -23,7 +20,6 @@ class RGB(Component):
 class ReconRGB(Component):
     """Decoded image: HxWx3 uint8, same size as the source."""
 
-    kind: ClassVar[str] = "ReconRGB"
     ref: TensorRef
 
     def _validate(self) -> None:
@@ -33,7 +29,6 @@ class ReconRGB(Component):
 class BlurRGB(Component):
     """Gaussian-blurred copy of an image (float32 HxWx3), with the sigma that made it."""
 
-    kind: ClassVar[str] = "BlurRGB"
     ref: TensorRef
     sigma: float
 
@@ -44,7 +39,6 @@ class BlurRGB(Component):
 class Residual(Component):
     """Source minus reconstruction, HxWx3 int16 (exact) or float32."""
 
-    kind: ClassVar[str] = "Residual"
     ref: TensorRef
 
     def _validate(self) -> None:
@@ -54,7 +48,6 @@ class Residual(Component):
 class ImageInfo(Component):
     """What decode needs to rebuild the image: source size and the model that made the latent."""
 
-    kind: ClassVar[str] = "ImageInfo"
     height: int
     width: int
     model: str = ""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from vaerans_ecs.components.base import Component, check_ref
 from vaerans_ecs.core.arena import TensorRef
 
@@ -13,7 +11,6 @@ __all__ = ["Latent4", "YUVW4"]
 class Latent4(Component):
     """4-channel VAE latent (4, h, w) float32, already normalised by the model's scale/shift."""
 
-    kind: ClassVar[str] = "Latent4"
     ref: TensorRef
 
     def _validate(self) -> None:
@@ -23,7 +20,6 @@ class Latent4(Component):
 class YUVW4(Component):
     """Latent after the orthonormal Hadamard4 across channels (4, h, w) float32."""
 
-    kind: ClassVar[str] = "YUVW4"
     ref: TensorRef
 
     def _validate(self) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from vaerans_ecs.components.base import Component, check_ref
 from vaerans_ecs.components.wavelet import Band, check_layout
 from vaerans_ecs.core.arena import TensorRef
@@ -23,7 +21,6 @@ class QuantParams(Component):
     ``wavelet``/``levels`` describe the transform when the source is a ``WaveletPyr``.
     """
 
-    kind: ClassVar[str] = "QuantParams"
     steps: tuple[float, ...]
     zeros: tuple[int, ...]
     dpcm: tuple[bool, ...]
@@ -50,7 +47,6 @@ class QuantParams(Component):
 class SymbolsU8(Component):
     """Quantized symbols (C, h*w) uint8 packed band after band, with the band layout."""
 
-    kind: ClassVar[str] = "SymbolsU8"
     ref: TensorRef
     height: int
     width: int
@@ -72,9 +68,10 @@ class ANSBitstream(Component):
     entropy decoder needs nothing else (they come from the stream header when decoding).
     """
 
-    kind: ClassVar[str] = "ANSBitstream"
     data: bytes
-    coder: str = "rans"
+    #: Name of the registered entropy coder that made ``data`` (required: its default lives with
+    #: the coders, :data:`vaerans_ecs.systems.entropy.DEFAULT_CODER`).
+    coder: str
     channels: int
     height: int
     width: int

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import BaseModel, ConfigDict
 
 from vaerans_ecs.components.base import Component, check_ref
@@ -44,7 +42,6 @@ def check_layout(bands: tuple[Band, ...], n: int, what: str) -> None:
 class WaveletPyr(Component):
     """Packed wavelet coefficients (C, h*w) plus the index table of bands (same for every channel)."""
 
-    kind: ClassVar[str] = "WaveletPyr"
     ref: TensorRef
     height: int
     width: int

@@ -263,7 +263,6 @@ def ms_ssim_db(value: float) -> float:
 class QualityMetrics(Component):
     """Distortion of ReconRGB against RGB: MSE, PSNR and luma PSNR in dB, MS-SSIM (NaN if skipped)."""
 
-    kind: ClassVar[str] = "QualityMetrics"
     mse: float
     psnr: float
     psnr_y: float
