@@ -52,10 +52,12 @@ def test_compress_decompress_roundtrip_subprocess(tmp_path: Path, synthetic_conf
     np.testing.assert_array_equal(decoded, api.decompress(stream))
     assert decoded.shape == img.shape
 
-    # decompress refuses to overwrite the original a.png (default output) without --force
+    # the default output keeps the stream's whole name: never the image it was made from
+    original = (tmp_path / "b.png").read_bytes()
     res = run_cli("decompress", "b.vae", cwd=tmp_path, config=synthetic_config_file)
-    assert res.returncode == 1
-    assert "error: b.vae:" in res.stderr and "--force" in res.stderr
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "b.png").read_bytes() == original
+    assert Image.open(tmp_path / "b.vae.png").size == (64, 48)
     # any Pillow format by extension
     res = run_cli("decompress", "b.vae", "-o", "b.jpg", cwd=tmp_path, config=synthetic_config_file)
     assert res.returncode == 0, res.stderr
@@ -133,7 +135,7 @@ def test_overwrite_refusal_and_force(
     (tmp_path / "p.vae").write_bytes(b"precious")
     assert main(["compress", src, "--model", synthetic_model.name]) == 1
     err = capsys.readouterr().err
-    assert f"error: {src}:" in err and "exists" in err
+    assert f"error: {src}:" in err and "exists" in err and "-o" in err and "--force" not in err
     assert (tmp_path / "p.vae").read_bytes() == b"precious"
     assert main(["compress", src, "--model", synthetic_model.name, "--force"]) == 0
     assert (tmp_path / "p.vae").read_bytes()[:4] == b"\x89VAE"
@@ -206,3 +208,82 @@ def test_console_script_version() -> None:
         pytest.skip("the vaerans console script is not installed (pip install -e .)")
     res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.startswith("vaerans ")
+
+
+def test_decompress_never_targets_the_source_image(
+    tmp_path: Path, synthetic_model: ModelSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 'vaerans compress p.png; vaerans decompress p.vae' (the sequence), also via --out-dir
+    Image.fromarray(_image(6)).save(tmp_path / "p.png")
+    photo = (tmp_path / "p.png").read_bytes()
+    assert main(["compress", str(tmp_path / "p.png"), "-q", "80", "--model", synthetic_model.name]) == 0
+    assert main(["decompress", str(tmp_path / "p.vae")]) == 0
+    assert (tmp_path / "p.png").read_bytes() == photo
+    assert (tmp_path / "p.vae.png").is_file()
+    assert main(["decompress", str(tmp_path / "p.vae"), "--out-dir", str(tmp_path)]) == 1  # p.vae.png exists
+    err = capsys.readouterr().err
+    assert "exists" in err and "-o" in err and "--force" not in err
+    assert main(["decompress", str(tmp_path / "p.vae"), "--format", "bmp", "--out-dir", str(tmp_path / "d")]) == 0
+    assert (tmp_path / "d" / "p.vae.bmp").is_file() and (tmp_path / "p.png").read_bytes() == photo
+    capsys.readouterr()
+    assert main(["decompress", "--help"]) == 0
+    assert "photo.vae.png" in capsys.readouterr().out
+
+
+def test_output_that_is_a_folder(
+    tmp_path: Path, synthetic_model: ModelSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Image.fromarray(_image(7)).save(tmp_path / "p.png")
+    (tmp_path / "dir").mkdir()
+    for force in ([], ["--force"]):
+        assert main(["compress", str(tmp_path / "p.png"), "-o", str(tmp_path / "dir"), *force,
+                     "--model", synthetic_model.name]) == 1
+        err = capsys.readouterr().err
+        assert "is a folder" in err and "--out-dir" in err and "--force" not in err
+        assert "Is a directory" not in err
+
+
+def test_output_in_a_missing_folder_names_it(
+    tmp_path: Path, synthetic_model: ModelSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Image.fromarray(_image(7)).save(tmp_path / "p.png")
+    missing = tmp_path / "no" / "such"
+    assert main(["compress", str(tmp_path / "p.png"), "-o", str(missing / "p.vae"),
+                 "--model", synthetic_model.name]) == 1
+    err = capsys.readouterr().err
+    assert f"folder {missing} does not exist" in err
+    assert not (tmp_path / "no").exists()  # nothing created
+    assert main(["compress", str(tmp_path / "p.png"), "--out-dir", str(missing), "--model", synthetic_model.name]) == 1
+    assert str(tmp_path / "no") in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+def test_top_level_verbose_gives_tracebacks(
+    tmp_path: Path, synthetic_model: ModelSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    argv = ["compress", str(tmp_path / "corrupt.png"), "--model", synthetic_model.name]
+    assert main(argv) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["-v", *argv]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_batch_example_is_shipped(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["batch", "--help"]) == 0
+    assert "examples/" not in capsys.readouterr().out
+    assert main(["batch", "--example"]) == 0
+    example = capsys.readouterr().out
+    assert example.startswith("# A vaerans batch job") and "[job]" in example
+    assert main(["batch"]) == 2
+
+
+def test_batch_reports_an_unmatched_pattern_once(
+    tmp_path: Path, synthetic_model: ModelSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Image.fromarray(_image(8)).save(tmp_path / "a.png")
+    (tmp_path / "job.toml").write_text(
+        f'[job]\ninputs = ["a.png", "nothing*.png"]\noutput_dir = "out"\nmodel = "{synthetic_model.name}"\n'
+    )
+    assert main(["batch", str(tmp_path / "job.toml"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("matched no file") == 1, err

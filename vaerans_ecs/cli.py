@@ -6,13 +6,20 @@
     vaerans decompress IN... [-o OUT | --out-dir DIR] [--format FMT] [--force]
     vaerans info FILE... [--json]
     vaerans batch JOB.toml [--workers N] [--executor local|dask] [--scheduler ADDR] [--overwrite]
+    vaerans batch --example     (prints a commented job file)
     vaerans models [--json]
     vaerans eval ...            (arguments go to vaerans_ecs.eval)
 
 Exit status: 0 when everything worked, 1 when some input failed (one ``error: FILE: message``
-line each on stderr; ``-v`` adds the traceback), 2 for usage errors (bad options, bad job file).
-``-`` as the only input reads stdin, ``-o -`` writes stdout. Outputs are written atomically; an
-input is never overwritten and an existing output only with ``--force``.
+line each on stderr; ``-v``, before or after the command, adds the traceback), 2 for usage errors
+(bad options, bad job file). ``-`` as the only input reads stdin, ``-o -`` writes stdout.
+
+Output names: ``compress`` writes IN with its suffix replaced by ``.vae``; ``decompress`` writes
+IN's whole name plus the format's extension (``photo.vae`` -> ``photo.vae.png``), so a decode never
+lands on the image a stream was made from. ``--out-dir DIR`` puts those names in DIR (created
+when missing; its parent must exist). Outputs are written atomically and never replace an input;
+an existing file is replaced only with ``--force`` (the error says what to do instead). ``-o``
+naming a folder, or a file in a folder that does not exist, is an error.
 """
 
 from __future__ import annotations
@@ -25,21 +32,24 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
+from vaerans_ecs.cli_files import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandFailure,
+    Reporter,
+    UsageError,
+    plan_outputs,
+    read_input,
+    run_files,
+)
 from vaerans_ecs.errors import ConfigError, ModelError, VaeransError
 
 __all__ = ["main"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-class _UsageError(Exception):
-    """A command-line mistake found after parsing (exit status 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,7 +57,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        raise _UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def _quality(text: str) -> float:
@@ -93,16 +103,21 @@ def _version() -> str:
     return f"vaerans {__version__} (onnxruntime {ort}, Python {py})"
 
 
+_VERBOSE_HELP = "more logging; tracebacks for errors"
+
+
 def _build_parser() -> _Parser:
+    # the commands' -v counts apart from the top-level one (a shared dest would let the command's
+    # default 0 hide 'vaerans -v COMMAND'); main() adds them up
     common = _Parser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging; tracebacks for errors")
+    common.add_argument("-v", "--verbose", dest="verbose_cmd", action="count", default=0, help=_VERBOSE_HELP)
 
     parser = _Parser(
         prog="vaerans",
         description="Learned image compression: ONNX VAE + Hadamard + wavelet + uint8 quantizer + rANS.",
         epilog="Exit status: 0 ok, 1 some inputs failed, 2 usage error. 'vaerans COMMAND --help' for details.",
-        parents=[common],
     )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=_VERBOSE_HELP)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -114,25 +129,26 @@ def _build_parser() -> _Parser:
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files ('-' = stdin)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", metavar="OUT", help="output file (one input only; '-' = stdout)")
-    where.add_argument("--out-dir", metavar="DIR", help="write IN's stem + .vae into DIR")
+    where.add_argument("--out-dir", metavar="DIR", help="write IN's stem + .vae into DIR (created if missing)")
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("-q", "--quality", type=_quality, metavar="Q", help="quality 1..100 (default: [codec] quality)")
     rate.add_argument("--target-bpp", type=_positive_float, metavar="B", help="aim at B bits per pixel (within 5%%)")
     p.add_argument("--model", default="default", metavar="NAME", help="model name or folder (see 'vaerans models')")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs (never inputs)")
+    p.add_argument("-f", "--force", action="store_true", help="replace existing files (never inputs)")
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser(
         "decompress", parents=[common], help="decode .vae streams to images",
         description="Decode .vae streams. The output format follows the output's extension (any format "
-        "Pillow writes); default: the input with a .png suffix, next to it.",
+        "Pillow writes). Default output: the input's whole name plus the format's extension, next to it "
+        "(photo.vae -> photo.vae.png), so a decode never lands on the image the stream was made from.",
     )
     p.add_argument("inputs", nargs="+", metavar="IN", help=".vae files ('-' = stdin)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", metavar="OUT", help="output file (one input only; '-' = stdout)")
-    where.add_argument("--out-dir", metavar="DIR", help="write IN's stem + extension into DIR")
+    where.add_argument("--out-dir", metavar="DIR", help="write IN's name + extension into DIR (created if missing)")
     p.add_argument("--format", metavar="FMT", help="output format when not given by -o's extension (default png)")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite existing outputs (never inputs)")
+    p.add_argument("-f", "--force", action="store_true", help="replace existing files (never inputs)")
     p.set_defaults(func=_cmd_decompress)
 
     p = sub.add_parser(
@@ -145,14 +161,15 @@ def _build_parser() -> _Parser:
 
     p = sub.add_parser(
         "batch", parents=[common], help="run a TOML batch job ([job] table)",
-        description="Run the [job] table of a TOML file (see examples/batch_job.toml). A job started again "
-        "skips the files it already finished. Options override the file's keys.",
+        description="Run the [job] table of a TOML file ('vaerans batch --example' prints a commented one). "
+        "A job started again skips the files it already finished. Options override the file's keys.",
     )
-    p.add_argument("job", metavar="JOB.toml")
+    p.add_argument("job", metavar="JOB.toml", nargs="?")
+    p.add_argument("--example", action="store_true", help="print a commented example job file and exit")
     p.add_argument("--workers", type=_positive_int, metavar="N", help="worker processes / tasks in flight")
     p.add_argument("--executor", choices=("local", "dask"), help="process pool (local) or dask.distributed")
     p.add_argument("--scheduler", metavar="ADDR", help="dask scheduler address (default: a LocalCluster)")
-    p.add_argument("--overwrite", action="store_true", default=None, help="replace existing outputs (never inputs)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace existing files (never inputs)")
     p.add_argument("--restart", action="store_true", help="ignore what earlier runs of this job finished")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_cmd_batch)
@@ -203,116 +220,15 @@ class _LowercaseLevelFormatter(logging.Formatter):
         return prefix.lower() + text[len(prefix) :] if text.startswith(prefix) else text
 
 
-class _Reporter:
-    """Counts failures and prints one ``error: FILE: message`` line each."""
-
-    def __init__(self, verbose: int) -> None:
-        self.verbose = verbose
-        self.failed = 0
-
-    def error(self, name: str, exc: BaseException | str) -> None:
-        self.failed += 1
-        if isinstance(exc, BaseException):
-            message = _message(exc)
-            if self.verbose:
-                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        else:
-            message = exc
-        print(f"error: {name}: {message}", file=sys.stderr)
-
-    @property
-    def status(self) -> int:
-        return EXIT_FAILED if self.failed else EXIT_OK
-
-
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, VaeransError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _read_input(name: str) -> bytes:
-    if name == "-":
-        return sys.stdin.buffer.read()
-    return Path(name).read_bytes()
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
-def _plan_outputs(args: argparse.Namespace, ext: str) -> list[Path | None]:
-    """Output path per input (None = stdout); usage errors raise _UsageError."""
-    inputs: list[str] = args.inputs
-    if "-" in inputs and len(inputs) > 1:
-        raise _UsageError(f"vaerans {args.command}: '-' (stdin) must be the only input")
-    if args.output is not None:
-        if len(inputs) > 1:
-            raise _UsageError(f"vaerans {args.command}: -o/--output takes one input; use --out-dir for several")
-        return [None if args.output == "-" else Path(args.output)]
-    if inputs == ["-"]:
-        raise _UsageError(f"vaerans {args.command}: reading stdin needs -o OUT (or -o - for stdout)")
-    if args.out_dir is not None:
-        return [Path(args.out_dir) / (Path(name).stem + ext) for name in inputs]
-    return [Path(name).with_suffix(ext) for name in inputs]
-
-
-def _run_files(
-    args: argparse.Namespace,
-    outputs: Sequence[Path | None],
-    work: Callable[[int, bytes], tuple[bytes, str]],
-) -> int:
-    """Read each input, ``work`` it into output bytes, write them (guarding inputs and existing outputs)."""
-    from vaerans_ecs.batch import write_atomic
-
-    report = _Reporter(args.verbose)
-    inputs = [Path(n) for n in args.inputs if n != "-"]
-    claimed: dict[Path, str] = {}
-    for index, (name, out) in enumerate(zip(args.inputs, outputs, strict=True)):
-        try:
-            if out is not None:
-                if any(_same_file(out, inp) for inp in inputs):
-                    report.error(name, f"refusing to overwrite the input file {out}")
-                    continue
-                key = out.resolve()
-                if key in claimed:
-                    report.error(name, f"output {out} is also the output of {claimed[key]}")
-                    continue
-                claimed[key] = name
-                if out.exists() and not args.force:
-                    report.error(name, f"{out} exists (use --force to overwrite it)")
-                    continue
-            data = _read_input(name)
-            result, note = work(index, data)
-            if out is None:
-                sys.stdout.buffer.write(result)
-                sys.stdout.flush()
-            else:
-                write_atomic(out, result)
-                print(f"{name} -> {out} ({note})")
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            report.error(name, exc)
-    return report.status
-
-
 # -- commands ------------------------------------------------------------------------------------
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
     from vaerans_ecs import api
-    from vaerans_ecs.batch import image_from_bytes
+    from vaerans_ecs.fileio import image_from_bytes
     from vaerans_ecs.models import get_model
 
-    outputs = _plan_outputs(args, ".vae")
+    outputs = plan_outputs(args, ".vae")
     try:
         get_model(args.model)  # an unknown model fails before any file is read
     except ModelError as exc:
@@ -325,18 +241,18 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         bpp = len(stream) * 8 / (image.shape[0] * image.shape[1])
         return stream, f"{image.shape[1]}x{image.shape[0]}, {len(stream)} bytes, {bpp:.4f} bpp"
 
-    return _run_files(args, outputs, work)
+    return run_files(args, outputs, work)
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:
     from vaerans_ecs import api
-    from vaerans_ecs.batch import image_to_bytes, pillow_save_format
+    from vaerans_ecs.fileio import image_to_bytes, pillow_save_format
 
     try:
         default_fmt, ext = pillow_save_format(args.format or "png")
     except VaeransError as exc:
-        raise _UsageError(f"vaerans decompress: --format: {exc}") from None
-    outputs = _plan_outputs(args, ext)
+        raise UsageError(f"vaerans decompress: --format: {exc}") from None
+    outputs = plan_outputs(args, ext)
     formats: list[str] = []
     for out in outputs:
         if out is None or args.format:
@@ -345,13 +261,13 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
         try:
             formats.append(pillow_save_format(out.suffix)[0] if out.suffix else default_fmt)
         except VaeransError as exc:
-            raise _UsageError(f"vaerans decompress: {out}: {exc}") from None
+            raise UsageError(f"vaerans decompress: {out}: {exc}") from None
 
     def work(index: int, data: bytes) -> tuple[bytes, str]:
         image = api.decompress(data)
         return image_to_bytes(image, formats[index]), f"{image.shape[1]}x{image.shape[0]} {formats[index]}"
 
-    return _run_files(args, outputs, work)
+    return run_files(args, outputs, work)
 
 
 def _pipeline_text(pipeline: Sequence[Any]) -> str:
@@ -404,11 +320,11 @@ def _describe(path: str, data: bytes) -> dict[str, Any]:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    report = _Reporter(args.verbose)
+    report = Reporter(args.verbose)
     described = []
     for name in args.files:
         try:
-            described.append(_describe(name, _read_input(name)))
+            described.append(_describe(name, read_input(name)))
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -471,20 +387,20 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from vaerans_ecs.batch import ProgressBar, load_job, run_job
+    from vaerans_ecs.batch import ProgressBar, example_job, load_job, run_job
 
+    if args.example:
+        sys.stdout.write(example_job())
+        return EXIT_OK
+    if args.job is None:
+        raise UsageError("vaerans batch: give a job file (JOB.toml), or --example to print one")
     try:
         job, cfg = load_job(args.job)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    updates: dict[str, Any] = {}
-    for key in ("workers", "executor", "scheduler", "overwrite"):
-        value = getattr(args, key)
-        if value is not None:
-            updates[key] = value
-    if updates:
-        job = job.model_copy(update=updates)
+    updates = {k: getattr(args, k) for k in ("workers", "executor", "scheduler", "overwrite")}
+    job = job.model_copy(update={k: v for k, v in updates.items() if v is not None})
     bar = None if args.no_progress else ProgressBar(sys.stderr)
     try:
         report = run_job(job, config=cfg, on_progress=bar, restart=args.restart)
@@ -493,21 +409,23 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             bar.close()
         print("interrupted: run the same job again to finish it (finished files are skipped)", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except ConfigError as exc:
-        print(f"error: {args.job}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except VaeransError as exc:
+        if bar is not None:
+            bar.close()
         if args.verbose:
             traceback.print_exc(file=sys.stderr)
         print(f"error: {args.job}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    return _batch_outcome(args, report)
+
+
+def _batch_outcome(args: argparse.Namespace, report: Any) -> int:
+    """Print each failed file (unmatched patterns were logged by the job) and the summary."""
     for result in report.files:
         if result.status == "error":
             print(f"error: {result.input}: {result.error}", file=sys.stderr)
             if args.verbose and result.traceback:
                 print(result.traceback.rstrip(), file=sys.stderr)
-    for pattern in report.unmatched:
-        print(f"warning: {pattern} matched no file", file=sys.stderr)
     if not report.files:
         print(f"error: {args.job}: no input files", file=sys.stderr)
         return EXIT_FAILED
@@ -569,12 +487,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
+        args.verbose += args.verbose_cmd  # 'vaerans -v CMD' and 'vaerans CMD -v' alike
         with _cli_logging(args.verbose):
             status: int = args.func(args)
         return status
-    except _UsageError as exc:
+    except UsageError as exc:
         print(f"{exc}", file=sys.stderr)
         return EXIT_USAGE
+    except CommandFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

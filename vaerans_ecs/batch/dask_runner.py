@@ -5,7 +5,7 @@ With ``scheduler = "tcp://host:8786"`` the job connects to a running cluster; wi
 down after it. At most ``2 * workers`` tasks are in flight; the job's process reads the inputs
 and writes the outputs, so cluster workers only need ``vaerans_ecs`` and the model files (at
 the same paths, or the same built-in/registered names). Each worker process installs the job's
-configuration and models on its first task (:func:`vaerans_ecs.batch.run_task_with`).
+configuration and models on its first task (:func:`vaerans_ecs.batch.worker.run_task_with`).
 
 Needs the optional dependency: ``pip install 'vaerans_ecs[dask]'``.
 """
@@ -16,7 +16,7 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from vaerans_ecs.batch import Task, TaskResult, WorkerSetup, run_task_with
+from vaerans_ecs.batch.worker import Task, TaskResult, WorkerSetup, run_task_with
 from vaerans_ecs.errors import VaeransError
 
 __all__ = ["DaskRunner"]

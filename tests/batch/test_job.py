@@ -3,66 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.batch.helpers import MINIMAL_JOB, image, photos, run_batch
 from vaerans_ecs import api
-from vaerans_ecs.batch import KILL_AFTER_ENV, MANIFEST_NAME, ProgressBar, load_job, run_job
+from vaerans_ecs.batch import KILL_AFTER_ENV, MANIFEST_NAME, load_job, run_job
 from vaerans_ecs.config import JobConfig
 from vaerans_ecs.errors import ConfigError
 from vaerans_ecs.models import ModelSpec
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _image(seed: int, h: int = 40, w: int = 56) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 255 // w, yy * 255 // h, (xx * yy) % 256], axis=-1)
-    return np.clip(base + rng.integers(-25, 25, base.shape), 0, 255).astype(np.uint8)
-
-
-def _photos(folder: Path, n: int) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        path = folder / f"img{i:02d}.png"
-        Image.fromarray(_image(i, 40 + 8 * (i % 3), 56)).save(path)
-        paths.append(path)
-    return paths
-
-
-def run_batch(
-    job: Path, config: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "VAERANS_CONFIG": str(config), "PYTHONPATH": str(REPO)}
-    full_env.pop(KILL_AFTER_ENV, None)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "vaerans_ecs", "batch", str(job), *args], cwd=job.parent, env=full_env,
-        capture_output=True, text=True, timeout=120,
-    )
-
-
-MINIMAL_JOB = '[job]\ninputs = ["photos/*.png"]\noutput_dir = "out"\nquality = 40\nworkers = 2\n'
-
 
 def test_minimal_job_with_a_corrupt_input(tmp_path: Path, synthetic_config_file: Path) -> None:
-    photos = _photos(tmp_path / "photos", 3)
+    made = photos(tmp_path / "photos", 3)
     (tmp_path / "photos" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDRtruncated")
     (tmp_path / "photos" / "text.png").write_text("just text")
     job = tmp_path / "job.toml"
     job.write_text(MINIMAL_JOB)
     res = run_batch(job, synthetic_config_file)
     assert res.returncode == 1, res.stderr
-    for p in photos:
+    for p in made:
         stream = (tmp_path / "out" / p.with_suffix(".vae").name).read_bytes()
         assert api.decompress(stream).shape == np.asarray(Image.open(p)).shape
     assert not (tmp_path / "out" / "broken.vae").exists()
@@ -85,7 +49,7 @@ def test_minimal_job_with_a_corrupt_input(tmp_path: Path, synthetic_config_file:
 
 
 def test_kill_and_resume_gives_identical_outputs(tmp_path: Path, synthetic_config_file: Path) -> None:
-    _photos(tmp_path / "photos", 7)
+    photos(tmp_path / "photos", 7)
     job = tmp_path / "job.toml"
     job.write_text(MINIMAL_JOB)
     ref = tmp_path / "ref.toml"
@@ -111,14 +75,19 @@ def test_kill_and_resume_gives_identical_outputs(tmp_path: Path, synthetic_confi
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".vaerans-tmp")]
 
 
-def test_resume_redoes_damaged_outputs_and_changed_parameters(tmp_path: Path, synthetic_model: ModelSpec) -> None:
-    _photos(tmp_path / "photos", 3)
+def test_resume_keeps_damaged_outputs_and_redoes_changed_parameters(tmp_path: Path, synthetic_model: ModelSpec) -> None:
+    photos(tmp_path / "photos", 3)
     job = JobConfig(inputs=[str(tmp_path / "photos" / "*.png")], output_dir=tmp_path / "out", quality=40,
                     model=synthetic_model.name)
     assert run_job(job).ok == 3
     good = (tmp_path / "out" / "img01.vae").read_bytes()
-    (tmp_path / "out" / "img01.vae").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # same size, other checksum
+    damaged = good[:-1] + bytes([good[-1] ^ 1])  # same size, other checksum: no longer what the job wrote
+    (tmp_path / "out" / "img01.vae").write_bytes(damaged)
     report = run_job(job)
+    assert (report.ok, report.skipped, report.failed) == (0, 2, 1)
+    assert "did not write" in (report.files[1].error or "")
+    assert (tmp_path / "out" / "img01.vae").read_bytes() == damaged
+    report = run_job(job.model_copy(update={"overwrite": True}))
     assert (report.ok, report.skipped) == (1, 2)
     assert (tmp_path / "out" / "img01.vae").read_bytes() == good
     report = run_job(job.model_copy(update={"quality": 80.0}))  # other parameters: everything is redone
@@ -127,7 +96,7 @@ def test_resume_redoes_damaged_outputs_and_changed_parameters(tmp_path: Path, sy
 
 
 def test_existing_outputs_are_refused_unless_overwrite(tmp_path: Path, synthetic_model: ModelSpec) -> None:
-    _photos(tmp_path / "photos", 2)
+    photos(tmp_path / "photos", 2)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "img00.vae").write_bytes(b"someone else's file")
     job = JobConfig(inputs=[str(tmp_path / "photos" / "*.png")], output_dir=tmp_path / "out",
@@ -143,14 +112,14 @@ def test_existing_outputs_are_refused_unless_overwrite(tmp_path: Path, synthetic
 
 def test_inputs_are_never_outputs(tmp_path: Path, synthetic_model: ModelSpec) -> None:
     # outputs next to the inputs, globbing everything: earlier outputs are not taken as inputs
-    photos = _photos(tmp_path / "p", 2)
+    made = photos(tmp_path / "p", 2)
     job = JobConfig(inputs=[str(tmp_path / "p" / "*")], output_dir=tmp_path / "p", model=synthetic_model.name)
     assert run_job(job).ok == 2
     report = run_job(job)
     assert (report.skipped, report.failed, len(report.files)) == (2, 0, 2)
     # decompressing next to the originals: they exist and this job did not write them
     dec = JobConfig(inputs=[str(tmp_path / "p" / "*.vae")], output_dir=tmp_path / "p", operation="decompress")
-    before = [p.read_bytes() for p in photos]
+    before = [p.read_bytes() for p in made]
     report = run_job(dec)
     assert report.failed == 2 and "overwrite" in (report.files[0].error or "")
     # ... and when they are inputs of the job, not even overwrite = true replaces them
@@ -158,13 +127,13 @@ def test_inputs_are_never_outputs(tmp_path: Path, synthetic_model: ModelSpec) ->
     report = run_job(dec)
     errors = [f.error or "" for f in report.files if f.status == "error"]
     assert len(errors) == 4 and all("would overwrite an input" in e for e in errors)
-    assert [p.read_bytes() for p in photos] == before
+    assert [p.read_bytes() for p in made] == before
 
 
 def test_roundtrip_eval_decompress_and_list_file(tmp_path: Path, synthetic_model: ModelSpec) -> None:
-    photos = _photos(tmp_path / "a", 2) + _photos(tmp_path / "b" / "c", 1)
+    made = photos(tmp_path / "a", 2) + photos(tmp_path / "b" / "c", 1)
     listing = tmp_path / "list.txt"
-    listing.write_text("# inputs\n" + "\n".join(str(p.relative_to(tmp_path)) for p in photos) + "\n\n")
+    listing.write_text("# inputs\n" + "\n".join(str(p.relative_to(tmp_path)) for p in made) + "\n\n")
     job = JobConfig(inputs=str(listing), output_dir=tmp_path / "ev", operation="roundtrip-eval", quality=90,
                     model=synthetic_model.name)
     report = run_job(job)
@@ -189,8 +158,8 @@ def test_roundtrip_eval_decompress_and_list_file(tmp_path: Path, synthetic_model
 
 
 def test_name_collisions_and_missing_inputs(tmp_path: Path, synthetic_model: ModelSpec) -> None:
-    Image.fromarray(_image(1)).save(tmp_path / "x.png")
-    Image.fromarray(_image(2)).save(tmp_path / "x.bmp")
+    Image.fromarray(image(1)).save(tmp_path / "x.png")
+    Image.fromarray(image(2)).save(tmp_path / "x.bmp")
     job = JobConfig(inputs=[str(tmp_path / "x.*"), str(tmp_path / "nope.png"), str(tmp_path / "none*.png")],
                     output_dir=tmp_path / "o", model=synthetic_model.name)
     report = run_job(job)
@@ -213,21 +182,9 @@ def test_load_job_merges_other_tables(tmp_path: Path, synthetic_model: ModelSpec
         load_job(job_file)
 
 
-def test_progress_bar_line() -> None:
-    import io
-
-    from vaerans_ecs.batch import Progress
-
-    stream = io.StringIO()
-    bar = ProgressBar(stream, interval=0.0)
-    bar(Progress(5, 10, 4, 0, 1, 10.0, 0.5, 10.0))
-    line = stream.getvalue()
-    assert "5/10" in line and "50%" in line and "0.50 files/s" in line and "ETA 0:10" in line and "1 failed" in line
-
-
 def test_dask_local_cluster(tmp_path: Path, synthetic_model: ModelSpec) -> None:
     pytest.importorskip("distributed")
-    _photos(tmp_path / "photos", 4)
+    photos(tmp_path / "photos", 4)
     common = {"inputs": [str(tmp_path / "photos" / "*.png")], "quality": 50.0, "model": synthetic_model.name}
     local = run_job(JobConfig(output_dir=tmp_path / "local", **common))
     dask = run_job(JobConfig(output_dir=tmp_path / "dask", executor="dask", workers=2, **common))
@@ -236,9 +193,3 @@ def test_dask_local_cluster(tmp_path: Path, synthetic_model: ModelSpec) -> None:
     for f in sorted((tmp_path / "local").glob("*.vae")):
         assert (tmp_path / "dask" / f.name).read_bytes() == f.read_bytes()
     assert (tmp_path / "dask" / MANIFEST_NAME).is_file()
-
-
-def test_example_job_file_is_valid() -> None:
-    job, _ = load_job(REPO / "examples" / "batch_job.toml")
-    assert job.output_dir == REPO / "examples" / "out"
-    assert (job.operation, job.quality, job.workers, job.executor) == ("compress", 40, 2, "local")
