@@ -12,9 +12,8 @@ from PIL import Image
 
 from tests.batch.helpers import MINIMAL_JOB, image, photos, run_batch
 from vaerans_ecs import api
-from vaerans_ecs.batch import KILL_AFTER_ENV, MANIFEST_NAME, load_job, run_job
+from vaerans_ecs.batch import KILL_AFTER_ENV, MANIFEST_NAME, run_job
 from vaerans_ecs.config import JobConfig
-from vaerans_ecs.errors import ConfigError
 from vaerans_ecs.models import ModelSpec
 
 
@@ -167,19 +166,6 @@ def test_name_collisions_and_missing_inputs(tmp_path: Path, synthetic_model: Mod
     errors = sorted(f.error or "" for f in report.files if f.status == "error")
     assert any("also the output of" in e for e in errors) and any("no such file" in e for e in errors)
     assert report.unmatched == [str(tmp_path / "none*.png")]
-
-
-def test_load_job_merges_other_tables(tmp_path: Path, synthetic_model: ModelSpec) -> None:
-    job_file = tmp_path / "j.toml"
-    job_file.write_text('[codec]\nlevels = 2\n\n[job]\ninputs = ["in/*.png"]\noutput_dir = "o"\n')
-    job, cfg = load_job(job_file)
-    assert cfg.codec.levels == 2 and job.output_dir == tmp_path / "o"
-    job_file.write_text('[job]\ninputs = ["in/*.png"]\noutput_dir = "o"\nquality = 40\ntarget_bpp = 1\n')
-    with pytest.raises(ConfigError, match=r"j\.toml"):
-        load_job(job_file)
-    job_file.write_text('[codec]\nlevels = 2\n')
-    with pytest.raises(ConfigError, match=r"\[job\]"):
-        load_job(job_file)
 
 
 def test_dask_local_cluster(tmp_path: Path, synthetic_model: ModelSpec) -> None:
