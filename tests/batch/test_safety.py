@@ -175,3 +175,12 @@ def api_image(path: Path) -> object:
     from PIL import Image
 
     return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_a_file_where_an_output_folder_should_be(tmp_path: Path, synthetic_model: ModelSpec) -> None:
+    photos(tmp_path / "photos" / "a", 1)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a").write_text("a file, not a folder")
+    report = run_job(_job(tmp_path, synthetic_model, inputs=[str(tmp_path / "photos" / "**" / "*.png")]))
+    assert report.failed == 1 and "not a folder" in (report.files[0].error or "")
+    assert (tmp_path / "out" / "a").read_text() == "a file, not a folder"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import logging
@@ -414,7 +415,7 @@ class Job:
                         "(choose another output_dir, or set overwrite = true to replace such files)"
                     )
             replace = there and mode in ("replace", "ours")
-            out.parent.mkdir(parents=True, exist_ok=True)
+            self._make_folder(out.parent)
             tmp = write_temp(out, data)
             self.manifest.record(**fields)
             publish(tmp, out, replace=replace)
@@ -423,6 +424,13 @@ class Job:
         except OSError as exc:
             return f"cannot write {out}: {exc.strerror or exc}"
         return None
+
+    def _make_folder(self, folder: Path) -> None:
+        """Create an output subfolder; any failure is an OSError that names no existing output."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a folder should be
+            raise NotADirectoryError(errno.ENOTDIR, f"{folder} is not a folder") from None
 
     def _write_report(self) -> None:
         """Finish the report (unfinished files are "cancelled") and write it if the job may."""
