@@ -6,16 +6,9 @@ import constriction
 import numpy as np
 import pytest
 
-from tests.systems.entropy.helpers import (
-    TABLE_CODERS,
-    band,
-    make,
-    same,
-)
+from tests.systems.entropy.helpers import TABLE_CODERS, band, make, same
 from vaerans_ecs.errors import BitstreamError
-from vaerans_ecs.systems.entropy import (
-    get_coder,
-)
+from vaerans_ecs.systems.entropy import get_coder
 from vaerans_ecs.systems.entropy.bandmodel import CONST, SAME, TABLE, BandModel
 from vaerans_ecs.systems.entropy.plan import NARROW_BATCH, Chunk, canary, chunk
 from vaerans_ecs.systems.entropy.priors import MODE_START, PRIORS, categorical

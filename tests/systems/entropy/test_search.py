@@ -7,19 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.systems.entropy.helpers import (
-    FAST,
-    SLACK_BYTES,
-    band,
-    band_specs,
-    make,
-    same,
-    words,
-)
-from vaerans_ecs.systems.entropy import (
-    empirical_entropy_bound_bytes,
-    get_coder,
-)
+from tests.systems.entropy.helpers import FAST, SLACK_BYTES, band, band_specs, make, same, words
+from vaerans_ecs.systems.entropy import empirical_entropy_bound_bytes, get_coder
 from vaerans_ecs.systems.entropy.bandmodel import SPARSE, TABLE, TABLES
 from vaerans_ecs.systems.entropy.plan import Chunk, plan_chunks, table_model
 from vaerans_ecs.systems.entropy.priors import categorical

@@ -5,18 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.systems.entropy.helpers import (
-    ALL,
-)
+from tests.systems.entropy.helpers import ALL
 from vaerans_ecs.components.quant import ANSBitstream, QuantParams, SymbolsU8
 from vaerans_ecs.core.system import SYSTEMS, system_from_config
 from vaerans_ecs.core.world import World
 from vaerans_ecs.errors import BitstreamError, RegistryError
-from vaerans_ecs.systems.entropy import (
-    DEFAULT_CODER,
-    ANSDecode,
-    ANSEncode,
-)
+from vaerans_ecs.systems.entropy import DEFAULT_CODER, ANSDecode, ANSEncode
 from vaerans_ecs.systems.wavelet import band_layout
 
 # ----------------------------------------------------------------------------- systems

@@ -9,12 +9,7 @@ from hypothesis import strategies as st
 
 from tests.systems.quantize.helpers import FAST, check_bound, pyr_entity, roundtrip
 from vaerans_ecs.core.world import World
-from vaerans_ecs.systems.quantize import (
-    MED_MAX_SIZE,
-    QuantizeU8,
-    dpcm_decode,
-    dpcm_residual,
-)
+from vaerans_ecs.systems.quantize import MED_MAX_SIZE, QuantizeU8, dpcm_decode, dpcm_residual
 
 
 @FAST

@@ -13,13 +13,7 @@ from tests.systems.quantize.helpers import FAST, check_bound, latent, pyr_entity
 from vaerans_ecs.components import YUVW4, Latent4, QuantParams, SymbolsU8, WaveletPyr
 from vaerans_ecs.core.world import World
 from vaerans_ecs.errors import BitstreamError, VaeransError
-from vaerans_ecs.systems.quantize import (
-    CANONICAL_ZERO,
-    Dequantize,
-    QuantizeU8,
-    pack_quant_params,
-    unpack_quant_params,
-)
+from vaerans_ecs.systems.quantize import CANONICAL_ZERO, Dequantize, QuantizeU8, pack_quant_params, unpack_quant_params
 from vaerans_ecs.systems.wavelet import band_layout, synthesis_gains, wavelet_forward
 
 

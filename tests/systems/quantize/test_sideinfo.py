@@ -12,11 +12,7 @@ from vaerans_ecs.components import Latent4, QuantParams, SymbolsU8
 from vaerans_ecs.components.wavelet import Band
 from vaerans_ecs.core.world import World
 from vaerans_ecs.errors import BitstreamError, VaeransError
-from vaerans_ecs.systems.quantize import (
-    QuantizeU8,
-    pack_quant_params,
-    unpack_quant_params,
-)
+from vaerans_ecs.systems.quantize import QuantizeU8, pack_quant_params, unpack_quant_params
 from vaerans_ecs.systems.quantize.sideinfo import BitWriter
 from vaerans_ecs.systems.wavelet import band_layout
 

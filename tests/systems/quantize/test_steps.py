@@ -11,10 +11,7 @@ from hypothesis import strategies as st
 
 from tests.systems.quantize.helpers import FAST
 from vaerans_ecs.errors import ConfigError
-from vaerans_ecs.systems.quantize import (
-    quality_for_step,
-    step_for_quality,
-)
+from vaerans_ecs.systems.quantize import quality_for_step, step_for_quality
 
 
 def test_step_for_quality_endpoints_and_monotone() -> None:

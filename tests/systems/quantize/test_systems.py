@@ -14,11 +14,7 @@ from vaerans_ecs.components.wavelet import Band
 from vaerans_ecs.core.system import BRIDGES, SYSTEMS, System, system_from_config
 from vaerans_ecs.core.world import World
 from vaerans_ecs.errors import ConfigError, VaeransError
-from vaerans_ecs.systems.quantize import (
-    Dequantize,
-    QuantizeU8,
-    kernels,
-)
+from vaerans_ecs.systems.quantize import Dequantize, QuantizeU8, kernels
 from vaerans_ecs.systems.wavelet import band_layout, wavelet_forward
 
 

@@ -244,6 +244,15 @@ def _as_words(x: Any) -> NDArray[np.uint32]:
     return np.asarray(x, dtype=np.uint32)
 
 
+def _decode_with(coder: Any) -> Decode:
+    """``decode(model, amount)`` over a constriction decoder, returning int32 symbols."""
+
+    def decode(model: Any, amount: int) -> NDArray[np.int32]:
+        return np.asarray(coder.decode(model, amount), dtype=np.int32)
+
+    return decode
+
+
 @register_coder
 class RansCoder(TableCoder):
     """rANS (constriction ``AnsCoder``, a stack: chunks are pushed in reverse decode order)."""
@@ -258,11 +267,7 @@ class RansCoder(TableCoder):
 
     def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool]]:
         coder = constriction.stream.stack.AnsCoder(words)
-
-        def decode(model: Any, amount: int) -> NDArray[np.int32]:
-            return np.asarray(coder.decode(model, amount), dtype=np.int32)
-
-        return decode, lambda: bool(coder.is_empty())
+        return _decode_with(coder), lambda: bool(coder.is_empty())
 
 
 @register_coder
@@ -344,11 +349,7 @@ class RangeCoder(TableCoder):
 
     def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool]]:
         coder = constriction.stream.queue.RangeDecoder(words)
-
-        def decode(model: Any, amount: int) -> NDArray[np.int32]:
-            return np.asarray(coder.decode(model, amount), dtype=np.int32)
-
-        return decode, lambda: bool(coder.maybe_exhausted())
+        return _decode_with(coder), lambda: bool(coder.maybe_exhausted())
 
 
 # ----------------------------------------------------------------------------- stdlib baselines

@@ -19,19 +19,24 @@ if TYPE_CHECKING:
 __all__ = ["ANSDecode", "ANSEncode"]
 
 
+class _CoderStage(System):
+    """What both stages share: a registered entropy coder chosen by name."""
+
+    config_fields: ClassVar[tuple[str, ...]] = ("coder",)
+
+    def __init__(self, coder: str = DEFAULT_CODER) -> None:
+        self.coder = str(coder)
+        self._impl = get_coder(self.coder)  # unknown names raise RegistryError here
+
+
 @register_system
-class ANSEncode(System):
+class ANSEncode(_CoderStage):
     """SymbolsU8 (+ QuantParams) -> ANSBitstream with a registered entropy coder (default ``"rans-ctx"``).
 
     Each entity is coded on its own; the bitstream records the coder name and the symbol layout.
     """
 
     name: ClassVar[str] = "ANSEncode"
-    config_fields: ClassVar[tuple[str, ...]] = ("coder",)
-
-    def __init__(self, coder: str = DEFAULT_CODER) -> None:
-        self.coder = str(coder)
-        self._impl = get_coder(self.coder)  # unknown names raise RegistryError here
 
     def required_components(self) -> tuple[type[Component], ...]:
         return (SymbolsU8, QuantParams)
@@ -69,15 +74,10 @@ class ANSEncode(System):
 
 
 @register_system
-class ANSDecode(System):
+class ANSDecode(_CoderStage):
     """ANSBitstream -> SymbolsU8; malformed payloads raise BitstreamError."""
 
     name: ClassVar[str] = "ANSDecode"
-    config_fields: ClassVar[tuple[str, ...]] = ("coder",)
-
-    def __init__(self, coder: str = DEFAULT_CODER) -> None:
-        self.coder = str(coder)
-        self._impl = get_coder(self.coder)
 
     def required_components(self) -> tuple[type[Component], ...]:
         return (ANSBitstream,)

@@ -30,16 +30,56 @@ from vaerans_ecs.systems.quantize.steps import (
     compose_steps,
 )
 
-__all__ = ["ROW_CHUNK", "Rows", "decode_rows", "encode_rows"]
+__all__ = ["ROW_CHUNK", "BandParams", "BandTable", "Rows", "decode_rows", "encode_rows"]
+
+
+@dataclass(frozen=True)
+class BandTable:
+    """What the encoder needs of the band table that every row of a group shares."""
+
+    bands: tuple[Band, ...]
+    base: float  # base step
+    weights: F64  # per-band weights (float32-rounded)
+    gains: F64  # per-band synthesis gains
+    recon_offsets: bool  # compute reconstruction offsets (else all 0)
 
 
 @dataclass
 class Rows:
+    """The encoder's per-row band parameters."""
+
     factors: I64  # (R, nb) widening factors
     zeros: I64  # (R, nb) zero points
     anchors: I64  # (R, nb) integers added after decoding (DPCM origin or plain offset)
     dpcm: npt.NDArray[np.bool_]  # (R,) band 0 coded as DPCM residuals
     recon: I64  # (R, nb) recon offset codes (delta * RECON_GRID)
+
+    @staticmethod
+    def concat(parts: list[Rows]) -> Rows:
+        """The rows of ``parts``, one after the other."""
+        return Rows(
+            factors=np.concatenate([p.factors for p in parts]),
+            zeros=np.concatenate([p.zeros for p in parts]),
+            anchors=np.concatenate([p.anchors for p in parts]),
+            dpcm=np.concatenate([p.dpcm for p in parts]),
+            recon=np.concatenate([p.recon for p in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class BandParams:
+    """The decoder's per-row, per-band parameters, each (R, nb) (``steps`` and ``recon`` are
+    overwritten where the decoder handles a band exactly)."""
+
+    steps: F64
+    zeros: I64
+    dpcm: npt.NDArray[np.bool_]
+    anchors: I64
+    recon: F64  # offsets as fractions of a step
+
+    def rows(self, sl: slice) -> BandParams:
+        """Views of the rows ``sl``."""
+        return BandParams(self.steps[sl], self.zeros[sl], self.dpcm[sl], self.anchors[sl], self.recon[sl])
 
 
 @dataclass
@@ -213,42 +253,17 @@ def _fit_band(x: F64, band: Band, steps_k: Callable[[I64], F64], allow_dpcm: boo
 ROW_CHUNK: Final = 1 << 17
 
 
-def encode_rows(
-    x: npt.NDArray[Any],
-    bands: tuple[Band, ...],
-    base: float,
-    weights: F64,
-    gains: F64,
-    recon_offsets: bool,
-    out: U8,
-) -> Rows:
+def encode_rows(x: npt.NDArray[Any], table: BandTable, out: U8) -> Rows:
     """Quantize ``x`` (R, n) into ``out`` (R, n) uint8; returns the per-row band parameters."""
     n_rows, n = x.shape
     step = max(1, ROW_CHUNK // max(n, 1))
     if n_rows <= step:
-        return _encode_chunk(x, bands, base, weights, gains, recon_offsets, out)
-    parts = [
-        _encode_chunk(x[i : i + step], bands, base, weights, gains, recon_offsets, out[i : i + step])
-        for i in range(0, n_rows, step)
-    ]
-    return Rows(
-        factors=np.concatenate([p.factors for p in parts]),
-        zeros=np.concatenate([p.zeros for p in parts]),
-        anchors=np.concatenate([p.anchors for p in parts]),
-        dpcm=np.concatenate([p.dpcm for p in parts]),
-        recon=np.concatenate([p.recon for p in parts]),
-    )
+        return _encode_chunk(x, table, out)
+    return Rows.concat([_encode_chunk(x[i : i + step], table, out[i : i + step]) for i in range(0, n_rows, step)])
 
 
-def _encode_chunk(
-    x: npt.NDArray[Any],
-    bands: tuple[Band, ...],
-    base: float,
-    weights: F64,
-    gains: F64,
-    recon_offsets: bool,
-    out: U8,
-) -> Rows:
+def _encode_chunk(x: npt.NDArray[Any], table: BandTable, out: U8) -> Rows:
+    bands, base, weights, gains = table.bands, table.base, table.weights, table.gains
     n_rows = x.shape[0]
     nb = len(bands)
     sizes = np.array([b.size for b in bands], dtype=np.int64)
@@ -279,7 +294,7 @@ def _encode_chunk(
     zeros[shifted] = 0
     anchors[shifted] = lo[shifted]
     recon = np.zeros((n_rows, nb), dtype=np.int64)
-    if recon_offsets:
+    if table.recon_offsets:
         # delta = mean of (|q| - |t|) over |q| >= 1 (rint keeps the sign, so |q| = rint(|t|))
         cnt = np.zeros((n_rows, nb), dtype=np.float32)
         tot = np.zeros((n_rows, nb), dtype=np.float32)
@@ -316,7 +331,7 @@ def _encode_chunk(
         dpcm[r] |= choice.dpcm
         zeros[r, b], anchors[r, b] = choice.zero, choice.anchor
         out[r, sl] = (choice.coded.ravel() + choice.zero).astype(np.uint8)
-        if recon_offsets:
+        if table.recon_offsets:
             step = float(steps_k(b)(np.array([factor], dtype=np.int64))[0])
             recon[r, b] = _recon_code(xb, qb.ravel(), step)
     rows0 = np.flatnonzero(ok[:, 0])
@@ -338,34 +353,17 @@ def _encode_chunk(
     return Rows(factors=factors, zeros=zeros, anchors=anchors, dpcm=dpcm, recon=recon)
 
 
-def decode_rows(
-    sym: U8,
-    bands: tuple[Band, ...],
-    steps: F64,
-    zeros: I64,
-    dpcm: npt.NDArray[np.bool_],
-    anchors: I64,
-    recon: F64,
-    out: F32,
-) -> None:
+def decode_rows(sym: U8, bands: tuple[Band, ...], params: BandParams, out: F32) -> None:
     """Dequantize ``sym`` (R, n) into ``out`` (R, n) float32 with per-row, per-band parameters."""
     n_rows, n = sym.shape
     step = max(1, ROW_CHUNK // max(n, 1))
     for i in range(0, n_rows, step):
         rows = slice(i, i + step)
-        _decode_chunk(sym[rows], bands, steps[rows], zeros[rows], dpcm[rows], anchors[rows], recon[rows], out[rows])
+        _decode_chunk(sym[rows], bands, params.rows(rows), out[rows])
 
 
-def _decode_chunk(
-    sym: U8,
-    bands: tuple[Band, ...],
-    steps: F64,
-    zeros: I64,
-    dpcm: npt.NDArray[np.bool_],
-    anchors: I64,
-    recon: F64,
-    out: F32,
-) -> None:
+def _decode_chunk(sym: U8, bands: tuple[Band, ...], params: BandParams, out: F32) -> None:
+    steps, zeros, dpcm, anchors, recon = params.steps, params.zeros, params.dpcm, params.anchors, params.recon
     sizes = np.array([b.size for b in bands], dtype=np.int64)
     shift = zeros - np.where(dpcm, 0, anchors)  # plain: q = s - zero + anchor; DPCM: residual = s - zero
     np.subtract(sym, np.repeat(shift.astype(np.float32), sizes, axis=1), out=out)

@@ -17,7 +17,7 @@ from vaerans_ecs.core.arena import TensorRef
 from vaerans_ecs.core.batching import group_by_key, stacked_view
 from vaerans_ecs.core.system import System, register_bridge, register_system
 from vaerans_ecs.errors import ConfigError, VaeransError
-from vaerans_ecs.systems.quantize.kernels import decode_rows, encode_rows
+from vaerans_ecs.systems.quantize.kernels import BandParams, BandTable, decode_rows, encode_rows
 from vaerans_ecs.systems.quantize.sideinfo import make_params, params_anchors
 from vaerans_ecs.systems.quantize.steps import (
     RECON_GRID,
@@ -140,7 +140,8 @@ class QuantizeU8(System):
             x = _rows_view(world, [items[i][1] for i in idx], n)
             block = world.alloc((len(idx), c, n), np.uint8)
             out = world.view(block)
-            rows = encode_rows(x, bands, base, weights, gains, self.recon_offsets, out.reshape(-1, n))
+            table = BandTable(bands, base, weights, gains, self.recon_offsets)
+            rows = encode_rows(x, table, out.reshape(-1, n))
             nb = len(bands)
             steps = compose_steps(base, weights, gains, rows.factors)
             for j, i in enumerate(idx):
@@ -224,7 +225,7 @@ class Dequantize(System):
             dpcm = np.array([p.dpcm for p in ps], dtype=bool).reshape(-1, nb)
             anchors = np.array([params_anchors(p) for p in ps], dtype=np.int64).reshape(-1, nb)
             recon = np.array([p.recon for p in ps], dtype=np.float64).reshape(-1, nb)
-            decode_rows(x, sym0.bands, steps, zeros, dpcm, anchors, recon, out)
+            decode_rows(x, sym0.bands, BandParams(steps, zeros, dpcm, anchors, recon), out)
             for j, i in enumerate(idx):
                 ref = world.arena.subref(block, j)
                 comp: Component
