@@ -25,13 +25,14 @@ the model the decoder will rebuild):
 precision) in ``0..5`` (4 bits down to 1/8 bit): sparse bands take coarse steps, big ones fine
 (the encoder tries tables at 1 bit and finer only; the decoder accepts every precision). ``a'``
 is coded relative to ``log2(2n)``, which the decoder knows from the band size.
-All side information is entropy coded with fixed priors in the same stream as the symbols (see
-:func:`plan_chunks` for the order), so a nearly empty band costs a few bits and nothing is
+All side information is entropy coded with fixed priors (:mod:`.priors`) in the same stream as the
+symbols (see :func:`.plan.plan_chunks` for the order), so a nearly empty band costs a few bits and nothing is
 byte aligned. Probabilities come from the coded integers by exact float arithmetic (a hard-coded
 integer mantissa table scaled by powers of two), so encoder and decoder hand bit-identical float
 tables to constriction on every platform (the same constriction version must be used: its
 float-to-fixed-point conversion is part of the format). The encoder evaluates every option with
-closed forms or vectorised numpy over all bands at once; GEOM models are cached by parameters.
+closed forms or vectorised numpy over all bands at once (:mod:`.search`); GEOM models are cached
+by parameters.
 """
 
 from __future__ import annotations
