@@ -1,0 +1,1 @@
+"""Tests of vaerans_ecs.systems.residual."""

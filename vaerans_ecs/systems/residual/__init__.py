@@ -1,0 +1,1 @@
+"""Residual and enhancement-layer coders: lossy transform coding and lossless/near-lossless pixel coding."""

@@ -1,0 +1,291 @@
+"""Lossy wavelet transform coder of image planes (an image, or a residual over a lossy base).
+
+``encode_transform(planes, step)`` -> bytes and ``decode_transform(data, C, H, W)`` -> planes.
+Pipeline: orthonormal colour transform (RGB -> YUV, :mod:`.colour`), CDF 9/7 wavelet
+(:mod:`.transform_wavelet`), quantiser with steps divided by each band's synthesis gain
+(:mod:`.transform_quant`), then rANS coding by context class (:mod:`.transform_context`): each
+polyphase pass of each level and channel is split by an activity class computed from already
+decoded data, and each class is one array of the project's ``"rans"`` coder (which picks a
+compact model per array). The coarsest band is coded as a plane-predictor residual. Magnitudes
+beyond the symbol alphabet escape to a final section. Byte layout: :mod:`.transform_format`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vaerans_ecs.errors import BitstreamError, VaeransError
+from vaerans_ecs.systems.entropy import get_coder
+from vaerans_ecs.systems.residual import transform_context as ctx
+from vaerans_ecs.systems.residual import transform_format as fmt
+from vaerans_ecs.systems.residual import transform_quant as tq
+from vaerans_ecs.systems.residual.colour import colour_forward, colour_inverse
+from vaerans_ecs.systems.residual.transform_wavelet import (
+    Decomposition,
+    band_gains,
+    dwt97_forward,
+    dwt97_inverse,
+    level_shapes,
+)
+
+__all__ = ["DEFAULT_LEVELS", "MAX_ABS", "MAX_STEP", "MIN_STEP", "decode_transform", "encode_transform"]
+
+log = logging.getLogger(__name__)
+
+F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+I32 = NDArray[np.int32]
+I64 = NDArray[np.int64]
+U8 = NDArray[np.uint8]
+
+#: Wavelet levels used by the encoder unless told otherwise (fewer when the image is small).
+DEFAULT_LEVELS: Final = 5
+#: Accepted quantiser steps (pixel units).
+MIN_STEP: Final = fmt.MIN_STEP
+MAX_STEP: Final = fmt.MAX_STEP
+#: Planes must stay within +-MAX_ABS (pixel units): with MIN_STEP this bounds every magnitude.
+MAX_ABS: Final = 4096.0
+_CODER: Final = "rans"
+
+
+@dataclass
+class _Geometry:
+    channels: int
+    levels: int
+    shapes: list[list[tuple[int, int]]]  # per level (finest first): (h, w) of HL, LH, HH
+    ll_shape: tuple[int, int]
+
+
+def _geometry(channels: int, height: int, width: int, levels: int) -> _Geometry:
+    lv = level_shapes(height, width, levels)
+    shapes = [[(lh, hw), (hh, lw), (hh, hw)] for lh, hh, lw, hw in lv]
+    ll = (lv[-1][0], lv[-1][2]) if lv else (height, width)
+    return _Geometry(channels, len(lv), shapes, ll)
+
+
+def _steps(geo: _Geometry, step: float, chroma: float, colour: bool) -> tuple[F64, list[F64]]:
+    """Quantiser steps: of the LL band per channel (C,), and per level of the (C, 3) detail bands."""
+    cw = np.ones(geo.channels)
+    if colour and geo.channels >= 3:
+        cw[1:3] = chroma
+    g_ll, g_det = band_gains(geo.levels)
+    det = [step * cw[:, None] / np.array(g, dtype=np.float64)[None, :] for g in g_det]
+    return step * cw / g_ll, det
+
+
+def _passes(geo: _Geometry, nonzero: NDArray[np.bool_]) -> list[tuple[int, int, int]]:
+    """(level, channel, phase) of every coded pass, in stream order (coarsest level first)."""
+    out = []
+    for lev in range(geo.levels - 1, -1, -1):
+        for ch in range(geo.channels):
+            if nonzero[ch, lev]:
+                for phase in range(len(ctx.PHASES)):
+                    if sum(ctx.phase_count(bh, bw, phase) for bh, bw in geo.shapes[lev]):
+                        out.append((lev, ch, phase))
+    return out
+
+
+@dataclass
+class _PassState:
+    """Capped magnitudes decoded so far, per level and band ((C, h, w) each): the contexts' input."""
+
+    geo: _Geometry
+    mags: list[list[I32]] = field(init=False)
+    _parents: dict[tuple[int, int], list[tuple[I32, I32] | None]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        c = self.geo.channels
+        self.mags = [[np.zeros((c, bh, bw), dtype=np.int32) for bh, bw in row] for row in self.geo.shapes]
+
+    def classes(self, lev: int, ch: int, phase: int) -> U8:
+        """Context classes of a pass's coefficients (HL, LH, HH in turn, :func:`ctx.gather` order)."""
+        key = (lev, ch)
+        if key not in self._parents:
+            up = lev + 1 < self.geo.levels
+            self._parents[key] = [ctx.parent_features(self.mags[lev + 1][o][ch]) if up else None for o in range(3)]
+        cross: list[I32 | None] = [None, None, None]
+        if ch >= 1:
+            row = self.mags[lev]
+            cross = [row[o][0] + row[o][1] if ch == 2 else row[o][0] for o in range(3)]
+        bands = [self.mags[lev][o][ch] for o in range(3)]
+        return ctx.step_classes(bands, phase, 0 if ch == 0 else 1, self._parents[key], cross)
+
+    def split(self, lev: int, phase: int, vals: NDArray[np.int64]) -> list[NDArray[np.int64]]:
+        """A pass's values cut into its three bands' parts."""
+        ends = np.cumsum([ctx.phase_count(bh, bw, phase) for bh, bw in self.geo.shapes[lev]])
+        return np.split(vals, ends[:-1])
+
+    def record(self, lev: int, ch: int, phase: int, vals: NDArray[np.int64]) -> None:
+        """Store a coded pass's values (capped magnitudes) for the contexts of later passes."""
+        for o, part in enumerate(self.split(lev, phase, vals)):
+            ctx.scatter(self.mags[lev][o][ch], phase, np.minimum(np.abs(part), ctx.CAP).astype(np.int32))
+
+
+def _split_by_class(sym: U8, cls: U8) -> list[U8]:
+    order = np.argsort(cls, kind="stable")
+    counts = np.bincount(cls, minlength=ctx.N_CLASSES)
+    return np.split(sym[order], np.cumsum(counts)[:-1])
+
+
+def _offset_code(v: float) -> int:
+    return int(np.clip(round(v * fmt.BIAS_ONE), -fmt.BIAS_MAX, fmt.BIAS_MAX))
+
+
+def encode_transform(
+    planes: NDArray[np.float32],
+    step: float,
+    *,
+    colour: bool = True,
+    levels: int = DEFAULT_LEVELS,
+    chroma: float = 1.1,
+    deadzone: float = 0.38,
+    rdo: float = 0.1,
+) -> bytes:
+    """Code ``(C, H, W)`` float planes (pixel units) with quantiser step ``step`` (the rate knob).
+
+    ``colour`` decorrelates the first three channels as RGB (C >= 3); ``levels`` wavelet levels;
+    ``chroma`` multiplies the step of the two colour-difference channels; ``deadzone`` is the
+    rounding offset of the detail quantiser (0.5 = nearest) when ``rdo`` is 0; ``rdo`` > 0 is
+    the Lagrangian of the rate-distortion quantiser (squared steps per bit). Deterministic.
+    """
+    x = np.asarray(planes)
+    if x.ndim != 3 or not 1 <= x.shape[0] <= fmt.MAX_CHANNELS or x.shape[1] < 1 or x.shape[2] < 1:
+        raise VaeransError(f"encode_transform expects (C, H, W) planes with C in 1..4, got shape {x.shape}")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)) or float(np.max(np.abs(x))) > MAX_ABS:
+        raise VaeransError(f"encode_transform: planes must be finite and within +-{MAX_ABS:g}")
+    step32 = float(np.float32(step))
+    if not math.isfinite(step32) or not MIN_STEP <= step32 <= MAX_STEP:
+        raise VaeransError(f"encode_transform: step must lie in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
+    if not 0 <= int(levels) <= fmt.MAX_LEVELS:
+        raise VaeransError(f"encode_transform: levels must be in 0..{fmt.MAX_LEVELS}, got {levels!r}")
+    chroma_code = round(float(chroma) * fmt.CHROMA_ONE)
+    if not 1 <= chroma_code <= 255:
+        raise VaeransError(f"encode_transform: chroma must be in (0, {255 / fmt.CHROMA_ONE:g}], got {chroma!r}")
+    if not 0.0 < deadzone <= 0.5 or not 0.0 <= rdo <= 10.0:
+        raise VaeransError(f"encode_transform: need 0 < deadzone <= 0.5 and 0 <= rdo <= 10, got {deadzone}, {rdo}")
+    c, h, w = x.shape
+    use_colour = colour and c >= 3
+    geo = _geometry(c, h, w, int(levels))
+    dec = dwt97_forward(colour_forward(x) if use_colour else x, geo.levels)
+    ll_steps, det_steps = _steps(geo, step32, chroma_code / fmt.CHROMA_ONE, use_colour)
+    q_ll = np.rint(dec.ll.astype(np.float64) / ll_steps[:, None, None]).astype(np.int64)
+    norm = [
+        [band.astype(np.float64) / det_steps[lev][:, o][:, None, None] for o, band in enumerate(bands)]
+        for lev, bands in enumerate(dec.details)
+    ]
+    peaks = [float(np.max(np.abs(b), initial=0)) for r in norm for b in r]
+    if max([float(np.max(np.abs(q_ll), initial=0)), *peaks]) + 1 > tq.ESC + fmt.MAX_EXCESS:
+        raise VaeransError("encode_transform: step too fine for these values (a coefficient exceeds the escape range)")
+    # A (level, channel) is skipped when the dead-zone quantiser zeroes all of it.
+    nonzero = np.zeros((c, geo.levels), dtype=bool)
+    for lev, row in enumerate(norm):
+        for ch in range(c):
+            nonzero[ch, lev] = any(bool(np.any(np.abs(b[ch]) >= 1.0 - deadzone)) for b in row)
+
+    coder = get_coder(_CODER)
+    sym, esc = tq.symbols(tq.ll_residual(q_ll).reshape(c, -1))
+    records = [coder.encode(list(sym))]
+    escapes = [esc.ravel()]
+    state = _PassState(geo)
+    stats = tq.RateDistortionStats()
+    for lev, ch, phase in _passes(geo, nonzero):
+        cls = state.classes(lev, ch, phase)
+        y = np.concatenate([ctx.gather(norm[lev][o][ch], phase) for o in range(3)])
+        q = tq.quantise_pass(y, cls, ctx.N_CLASSES, deadzone, rdo)
+        stats.add(0 if ch == 0 else 1, q, y)
+        sym, esc = tq.symbols(q)
+        records.append(coder.encode(_split_by_class(sym, cls)))
+        escapes.append(esc)
+        state.record(lev, ch, phase, q)
+    esc_all = np.concatenate(escapes)
+    esc_bytes = fmt.leb128_encode(esc_all) if esc_all.size else b""
+    esc_payload = coder.encode([np.frombuffer(esc_bytes, dtype=np.uint8)]) if esc_bytes else b""
+    offsets = [_offset_code(v) for v in stats.offsets()]
+    header = fmt.Header(step=step32, levels=geo.levels, chroma_code=chroma_code, bias_codes=offsets, nonzero=nonzero)
+    out = fmt.pack(header, records, len(esc_bytes), esc_payload, (c, h, w, use_colour))
+    log.debug("transform coder: %d bytes for %dx%dx%d at step %g", len(out), c, h, w, step32)
+    return out
+
+
+def decode_transform(data: bytes, channels: int, height: int, width: int, *, colour: bool = True) -> F32:
+    """Decode what :func:`encode_transform` wrote for planes of this size; returns float32 (C, H, W).
+
+    Malformed, truncated or corrupted data, or a size or colour flag other than the encoder's,
+    raises :class:`~vaerans_ecs.errors.BitstreamError`.
+    """
+    try:
+        return _decode(data, channels, height, width, colour)
+    except BitstreamError:
+        raise
+    except (ValueError, IndexError, OverflowError, TypeError) as exc:  # defensive: report as malformed
+        raise BitstreamError(f"transform stream: malformed ({exc})") from None
+
+
+def _decode(data: bytes, c: int, h: int, w: int, colour: bool) -> F32:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise BitstreamError(f"transform stream must be bytes, got {type(data).__name__}")
+    for name, v, hi in (("channels", c, fmt.MAX_CHANNELS), ("height", h, 1 << 30), ("width", w, 1 << 30)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 1 <= int(v) <= hi:
+            raise BitstreamError(f"transform stream: invalid {name} {v!r}")
+    c, h, w = int(c), int(h), int(w)
+    stream = fmt.unpack(bytes(data), (c, h, w, bool(colour) and c >= 3))
+    hd = stream.header
+    geo = _geometry(c, h, w, hd.levels)
+    if geo.levels != hd.levels:
+        raise BitstreamError(f"transform stream: {hd.levels} wavelet levels is too many for {h}x{w}")
+    passes = _passes(geo, hd.nonzero)
+    stream.expect_records(1 + len(passes))
+    coder = get_coder(_CODER)
+
+    ll_h, ll_w = geo.ll_shape
+    ll_vals = np.stack(coder.decode(stream.records[0], [ll_h * ll_w] * c)).astype(np.int64) - 128
+    n_esc = int(np.count_nonzero(np.abs(ll_vals) == tq.ESC))
+    state = _PassState(geo)
+    coded: list[I64] = []
+    for k, (lev, ch, phase) in enumerate(passes):
+        cls = state.classes(lev, ch, phase)
+        arrays = coder.decode(stream.records[1 + k], np.bincount(cls, minlength=ctx.N_CLASSES).tolist())
+        sym = np.empty(cls.size, dtype=np.uint8)
+        sym[np.argsort(cls, kind="stable")] = np.concatenate(arrays)
+        vals = sym.astype(np.int64) - 128
+        n_esc += int(np.count_nonzero(np.abs(vals) == tq.ESC))
+        coded.append(vals)
+        state.record(lev, ch, phase, vals)
+    excess = stream.escapes(n_esc, coder)
+
+    pos = tq.apply_escapes(ll_vals.reshape(-1), excess, 0)
+    q_det = [[np.zeros((c, bh, bw), dtype=np.int64) for bh, bw in row] for row in geo.shapes]
+    for (lev, ch, phase), vals in zip(passes, coded, strict=True):
+        pos = tq.apply_escapes(vals, excess, pos)
+        for o, part in enumerate(state.split(lev, phase, vals)):
+            ctx.scatter(q_det[lev][o][ch], phase, part)
+    q_ll = tq.ll_reconstruct(ll_vals.reshape(c, ll_h, ll_w))
+    return _reconstruct(geo, hd, q_det, q_ll, colour)
+
+
+def _reconstruct(geo: _Geometry, hd: fmt.Header, q_det: list[list[I64]], q_ll: I64, colour: bool) -> F32:
+    c = geo.channels
+    use_colour = colour and c >= 3
+    ll_steps, det_steps = _steps(geo, hd.step, hd.chroma_code / fmt.CHROMA_ONE, use_colour)
+    kinds = [0] + [1] * (c - 1)
+    off1 = np.array([hd.bias_codes[2 * k] for k in kinds], dtype=np.float32)[:, None, None] / fmt.BIAS_ONE
+    off2 = np.array([hd.bias_codes[2 * k + 1] for k in kinds], dtype=np.float32)[:, None, None] / fmt.BIAS_ONE
+    ll = (q_ll.astype(np.float64) * ll_steps[:, None, None]).astype(np.float32)
+    details: list[tuple[F32, F32, F32]] = []
+    for lev, row in enumerate(q_det):
+        out = []
+        for o, q in enumerate(row):
+            a = np.abs(q).astype(np.float32)
+            mag = np.where(a == 1, a - off1, np.where(a > 1, a - off2, 0.0)).astype(np.float32)
+            mag *= det_steps[lev][:, o].astype(np.float32)[:, None, None]
+            out.append(np.where(q < 0, -mag, mag).astype(np.float32))
+        details.append((out[0], out[1], out[2]))
+    x = dwt97_inverse(Decomposition(ll=ll, details=details))
+    return np.ascontiguousarray(colour_inverse(x) if use_colour else x, dtype=np.float32)
