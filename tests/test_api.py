@@ -83,9 +83,9 @@ def test_options_and_inspect(synthetic_model: ModelSpec) -> None:
             data = vaerans_ecs.compress(img, 50, synthetic_model.name, wavelet=wavelet, coder=coder, levels=2)
             assert psnr(vaerans_ecs.decompress(data), img) > 20
     info = inspect(data)
-    assert (info.header.height, info.header.width) == (64, 80)
-    assert [s.name for s in info.header.pipeline] == ["OnnxVAEEncode", "Hadamard4", "QuantizeU8", "ANSEncode"]
-    assert info.header.fingerprint.hex() == synthetic_model.fingerprint
+    assert (info.height, info.width) == (64, 80)
+    assert [s.name for s in info.pipeline] == ["OnnxVAEEncode", "Hadamard4", "QuantizeU8", "ANSEncode"]
+    assert info.fingerprint == synthetic_model.fingerprint
     assert info.total_bytes == len(data) and info.bpp == pytest.approx(len(data) * 8 / (64 * 80))
     assert symbols_of(data).shape == (4, 8 * 10)
     with pytest.raises(VaeransError, match="wavelet"):
@@ -120,7 +120,7 @@ def test_fluent_line_with_default_model() -> None:
     e = world.spawn_image(img)
     (world.pipe(e) | OnnxVAEEncode() | Hadamard4() | ANSEncode()).run()
     data = entity_to_bytes(world, e)
-    assert inspect(data).header.pipeline[0].get_config()["model"] != "default"  # resolved name is stored
+    assert inspect(data).pipeline[0].get_config()["model"] != "default"  # resolved name is stored
     assert vaerans_ecs.decompress(data).shape == img.shape
 
 

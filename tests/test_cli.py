@@ -75,13 +75,19 @@ def test_info_subprocess(tmp_path: Path, synthetic_config_file: Path, synthetic_
     assert synthetic_model.name in out and synthetic_model.fingerprint in out
     assert "OnnxVAEEncode" in out and "ANSEncode" in out
     info = api.inspect(stream)
-    assert f"payload {info.payload_bytes} B" in out
+    assert f"payload {info.stream.section_bytes['payload']} B" in out
     assert f"{info.bpp:.4f} bpp" in out
 
     res = run_cli("info", "--json", "x.vae", cwd=tmp_path, config=synthetic_config_file)
     doc = json.loads(res.stdout)
     assert doc[0]["total_bytes"] == len(stream)
-    assert doc[0]["header_bytes"] + doc[0]["quant_bytes"] + doc[0]["payload_bytes"] == len(stream)
+    sections = doc[0]["sections"]
+    assert {"image", "pipeline", "model", "quant", "payload"} <= set(sections)
+    assert len(stream) - 30 < sum(sections.values()) < len(stream)  # the rest: section headers, magic, CRC
+    stages = {s["stage"]: s for s in doc[0]["layers"][0]}
+    assert stages["OnnxVAEEncode"]["model"] == synthetic_model.name
+    assert stages["ANSEncode"]["coder"] == "rans-ctx"
+    assert stages["QuantizeU8"]["step"] > 0 and stages["WaveletCDF53"]["levels"] == 3
 
 
 def test_usage_errors_exit_2_and_version(tmp_path: Path, synthetic_config_file: Path) -> None:
@@ -169,7 +175,7 @@ def test_target_bpp_and_stdout(
     assert main(["compress", str(tmp_path / "t.png"), "--target-bpp", "1.0", "--model", synthetic_model.name,
                  "-o", "-"]) == 0
     data = capfdbinary.readouterr().out
-    assert api.inspect(data).header.width == 64
+    assert api.inspect(data).width == 64
 
 
 def test_models_lists_the_registered_model(synthetic_model: ModelSpec, capsys: pytest.CaptureFixture[str]) -> None:

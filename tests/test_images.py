@@ -259,7 +259,7 @@ def test_accepted_input(synthetic_model: ModelSpec, name: str) -> None:
     out = api.decompress(data)
     h, w = expected.shape[:2]
     assert out.shape == (h, w, 3) and out.dtype == np.uint8
-    assert api.inspect(data).header.height == h and api.inspect(data).header.width == w
+    assert api.inspect(data).height == h and api.inspect(data).width == w
     # The synthetic model's lossless reconstruction is reference_roundtrip (a per-block projection);
     # what is left is quantisation error, small at quality 90.
     ref = reference_roundtrip(expected)

@@ -56,7 +56,7 @@ def _round_trip(model: str, thread: int, rnd: int) -> tuple[bytes, np.ndarray, n
     data = api.compress(img, quality, model=model, wavelet=wavelet, coder=coder)
     out = api.decompress(data)
     info = api.inspect(data)
-    return data, out, api.symbols_of(data), info.header.height * info.header.width
+    return data, out, api.symbols_of(data), info.height * info.width
 
 
 def test_threads_match_sequential(synthetic_model: ModelSpec, config: None) -> None:

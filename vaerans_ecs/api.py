@@ -1,14 +1,19 @@
 """One-liners: ``compress(img) -> bytes``, ``decompress(data) -> ndarray``, and their batch forms.
 
 They build the standard pipeline ``OnnxVAEEncode | Hadamard4 | Wavelet | QuantizeU8 | ANSEncode``
-on a private World (so concurrent calls never share an arena), and serialize with
-:mod:`vaerans_ecs.core.serialization`. ``decompress`` rebuilds the decoder from the header alone.
+(plus any extra stages, placed by their :class:`~vaerans_ecs.core.system.StageKind`) on a private
+World, so concurrent calls never share an arena, and write a bitstream v2
+(:mod:`vaerans_ecs.core.stream`) in which every stage stores its own data. ``decompress``
+rebuilds the decoder from the stream's header through the registry alone; it reads v1 streams too.
+Every function takes ``config=``: without it the process-wide configuration is read, and no call
+ever changes it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,35 +21,32 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vaerans_ecs.components import ANSBitstream, ImageInfo, QuantParams, ReconRGB, SymbolsU8
+from vaerans_ecs.components import ImageInfo, ReconRGB, SymbolsU8
 from vaerans_ecs.config import Config, get_config
 from vaerans_ecs.core import System, World
 from vaerans_ecs.core.arena import Arena
-from vaerans_ecs.core.serialization import StreamHeader, pack_stream, unpack_stream
+from vaerans_ecs.core.stream import ImageStream, pack_image_stream, read_image_stream
+from vaerans_ecs.core.system import StageKind
 from vaerans_ecs.errors import BitstreamError, VaeransError
 from vaerans_ecs.imaging import to_rgb_uint8
-from vaerans_ecs.models import ModelSpec, choose_model, get_model
-from vaerans_ecs.systems.entropy import ANSDecode, ANSEncode
+from vaerans_ecs.models import ModelSpec, choose_model
+from vaerans_ecs.systems.entropy import DEFAULT_CODER, ANSEncode
 from vaerans_ecs.systems.hadamard import Hadamard4
-from vaerans_ecs.systems.quantize import (
-    QuantizeU8,
-    pack_quant_params,
-    step_for_quality,
-    unpack_quant_params,
-)
+from vaerans_ecs.systems.quantize import QuantizeU8, step_for_quality
 from vaerans_ecs.systems.vae import OnnxVAEEncode, is_tiled
-from vaerans_ecs.systems.wavelet import WaveletCDF53, WaveletHaar, band_layout
+from vaerans_ecs.systems.wavelet import wavelet_stage
 
 __all__ = [
     "StreamInfo",
     "compress",
     "compress_batch",
+    "decode_streams",
     "decompress",
     "decompress_batch",
-    "decode_streams",
     "encode_entities",
     "entity_to_bytes",
     "inspect",
+    "symbols_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ ImageLike = Any
 
 def _new_world(config: Config) -> World:
     mib = 1 << 20
-    return World(Arena(config.arena.capacity_mb * mib, config.arena.max_capacity_mb * mib))
+    return World(Arena(config.arena.capacity_mb * mib, config.arena.max_capacity_mb * mib), config=config)
 
 
 def _spawn_images(world: World, arrays: Sequence[npt.NDArray[np.uint8]], config: Config) -> list[int]:
@@ -70,42 +72,41 @@ def _spawn_images(world: World, arrays: Sequence[npt.NDArray[np.uint8]], config:
     ]
 
 
-def _transform(wavelet: str, levels: int) -> list[System]:
-    if wavelet == "cdf53":
-        return [WaveletCDF53(levels=levels)]
-    if wavelet == "haar":
-        return [WaveletHaar(levels=levels)]
-    if wavelet == "none":
-        return []
-    raise VaeransError(f"unknown wavelet {wavelet!r}; use 'cdf53', 'haar' or 'none'")
+def _front(model: str, wavelet: str, levels: int, extra: Sequence[System]) -> list[System]:
+    """The stages before the quantizer, extra ones placed after the built-ins of their kind."""
+    stages: list[System] = [OnnxVAEEncode(model=model), Hadamard4()]
+    if wavelet != "none":
+        stages.append(wavelet_stage(wavelet)(levels=levels))
+    for stage in extra:
+        kind = stage.stage_kind
+        if kind is None or kind >= StageKind.QUANTIZER:
+            raise VaeransError(f"{stage!r} cannot be added to the image pipeline (kind {kind}): only stages "
+                               "before the quantizer can")
+        at = max((i + 1 for i, s in enumerate(stages) if s.stage_kind is not None and s.stage_kind <= kind), default=0)
+        stages.insert(at, stage)
+    return stages
 
 
-def entity_to_bytes(world: World, eid: int) -> bytes:
-    """Serialize an entity that went through a pipeline ending in an entropy coder."""
+def entity_to_bytes(
+    world: World,
+    eid: int,
+    *,
+    layers: Sequence[Sequence[System]] | None = None,
+    metadata: dict[str, bytes] | None = None,
+) -> bytes:
+    """Serialize an entity coded by ``layers`` (default: its history, one layer) as a v2 stream."""
+    if not world.has_component(eid, ImageInfo):
+        raise VaeransError(f"entity {eid} has no ImageInfo: run an image pipeline on it first")
     info = world.get_component(eid, ImageInfo)
-    bits = world.get_component(eid, ANSBitstream)
-    params = world.get_component(eid, QuantParams)
-    history = world.history(eid)
-    quantizers = [s for s in history if isinstance(s, QuantizeU8)]
-    if not quantizers:
-        raise VaeransError(f"entity {eid} was not quantized by QuantizeU8; nothing to serialize")
-    quantizer = quantizers[-1]
-    # record the resolved model name ("default" may mean another model tomorrow)
-    history = [OnnxVAEEncode(model=info.model) if isinstance(s, OnnxVAEEncode) else s for s in history]
-    fingerprint = bytes.fromhex(info.fingerprint) if info.fingerprint else b""
-    return pack_stream(
-        height=info.height,
-        width=info.width,
-        pipeline=history,
-        fingerprint=fingerprint,
-        channels=bits.channels,
-        plane_h=bits.height,
-        plane_w=bits.width,
-        quant=pack_quant_params(
-            params, bits.channels, bits.bands, quantizer.base_step, band_weights=quantizer.band_weights
-        ),
-        payload=bits.data,
-    )
+    chosen = [world.history(eid)] if layers is None else [list(layer) for layer in layers]
+    return pack_image_stream(world, eid, chosen, height=info.height, width=info.width, metadata=metadata)
+
+
+def _check_rate(quality: float, target_bpp: float | None) -> None:
+    if not 1.0 <= quality <= 100.0:
+        raise VaeransError(f"quality must be in [1, 100], got {quality}")
+    if target_bpp is not None and not (math.isfinite(target_bpp) and target_bpp > 0):
+        raise VaeransError(f"target_bpp must be a positive number, got {target_bpp}")
 
 
 def encode_entities(
@@ -118,30 +119,29 @@ def encode_entities(
     wavelet: str | None = None,
     levels: int | None = None,
     coder: str | None = None,
+    stages: Sequence[System] = (),
     config: Config | None = None,
 ) -> list[bytes]:
     """Compress entities holding RGB in ``world``: one batched VAE pass, then per-entity coding."""
-    cfg = config or get_config()
+    cfg = config or world.config
+    if quality is not None and target_bpp is not None:
+        raise VaeransError("give either quality or target_bpp, not both")
     q = cfg.codec.quality if quality is None else float(quality)
-    if not 1.0 <= q <= 100.0:
-        raise VaeransError(f"quality must be in [1, 100], got {q}")
-    if target_bpp is not None and not (math.isfinite(target_bpp) and target_bpp > 0):
-        raise VaeransError(f"target_bpp must be a positive number, got {target_bpp}")
+    _check_rate(q, target_bpp)
     # "default" may stand for several built-in models sharing the rate range: the request picks one
-    spec, step = choose_model(model, quality=q if target_bpp is None else None, target_bpp=target_bpp)
+    spec, step = choose_model(model, quality=q if target_bpp is None else None, target_bpp=target_bpp, config=cfg)
     if step is None:
         step = step_for_quality(q, spec.step_min, spec.step_max)
-    transform = [Hadamard4(), *_transform(wavelet or cfg.codec.wavelet, cfg.codec.levels if levels is None else levels)]
-    front = world.pipe(list(eids)) | OnnxVAEEncode(model=spec.name)
-    for system in transform:
-        front = front | system
-    front.run()
-    coder_name = coder or cfg.codec.coder
+    front = _front(spec.name, wavelet or cfg.codec.wavelet, cfg.codec.levels if levels is None else levels, stages)
+    pipe = world.pipe(list(eids))
+    for system in front:
+        pipe = pipe | system
+    pipe.run()
+    coder_name = coder or cfg.codec.coder or DEFAULT_CODER
     out = []
     for eid in eids:
         if target_bpp is None:
-            quant = QuantizeU8(step=step)
-            (world.pipe(eid) | quant | ANSEncode(coder=coder_name)).run()
+            (world.pipe(eid) | QuantizeU8(step=step) | ANSEncode(coder=coder_name)).run()
         else:
             _rate_control(world, eid, spec, target_bpp, coder_name, guess=step)
         out.append(entity_to_bytes(world, eid))
@@ -194,14 +194,20 @@ def compress(
     wavelet: str | None = None,
     levels: int | None = None,
     coder: str | None = None,
+    stages: Sequence[System] = (),
+    config: Config | None = None,
 ) -> bytes:
     """Compress one image (array or PIL; converted by :mod:`vaerans_ecs.imaging` rules) to bytes.
 
     ``quality`` in [1, 100] (default from config, 75) or ``target_bpp`` (rate control by bisection,
-    within +-5 % or the nearest reachable rate, logged). ``model="default"`` lets the request pick
-    among the built-in models by their measured rate curves (:func:`vaerans_ecs.models.choose_model`).
+    within +-5 % or the nearest reachable rate, logged), not both. ``model="default"`` lets the
+    request pick among the built-in models by their measured rate curves
+    (:func:`vaerans_ecs.models.choose_model`). ``stages`` adds registered stages to the pipeline.
     """
-    return compress_batch([img], quality, model, target_bpp=target_bpp, wavelet=wavelet, levels=levels, coder=coder)[0]
+    return compress_batch(
+        [img], quality, model, target_bpp=target_bpp, wavelet=wavelet, levels=levels, coder=coder, stages=stages,
+        config=config,
+    )[0]
 
 
 def compress_batch(
@@ -213,116 +219,156 @@ def compress_batch(
     wavelet: str | None = None,
     levels: int | None = None,
     coder: str | None = None,
+    stages: Sequence[System] = (),
+    config: Config | None = None,
 ) -> list[bytes]:
     """Compress many images sharing one World; equal-size images share one VAE inference."""
-    cfg = get_config()
+    cfg = config or get_config()
+    if quality is not None and target_bpp is not None:
+        raise VaeransError("give either quality or target_bpp, not both")
     world = _new_world(cfg)
-    eids = _spawn_images(world, [to_rgb_uint8(img) for img in images], cfg)
+    arrays = [to_rgb_uint8(img) for img in images]
+    for arr in arrays:
+        if arr.shape[0] * arr.shape[1] > cfg.runtime.max_pixels:
+            raise VaeransError(
+                f"image of {arr.shape[0]}x{arr.shape[1]} pixels is over [runtime] max_pixels={cfg.runtime.max_pixels}"
+            )
+    eids = _spawn_images(world, arrays, cfg)
     return encode_entities(
         world, eids, quality=quality, model=model, target_bpp=target_bpp, wavelet=wavelet, levels=levels,
-        coder=coder, config=cfg,
+        coder=coder, stages=stages, config=cfg,
     )
 
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """What a stream header says (``vaerans info``)."""
+    """What a stream's header says (``vaerans info``): sizes, sections and every stage's settings."""
 
-    header: StreamHeader
-    quant_bytes: int
-    payload_bytes: int
-    total_bytes: int
+    stream: ImageStream
+    #: Per layer, per stage: the stage's settings (:meth:`System.stream_settings`).
+    stages: tuple[tuple[dict[str, Any], ...], ...]
+
+    @property
+    def version(self) -> int:
+        """Bitstream version (1 or 2)."""
+        return self.stream.version
+
+    @property
+    def height(self) -> int:
+        """Source image height."""
+        return self.stream.height
+
+    @property
+    def width(self) -> int:
+        """Source image width."""
+        return self.stream.width
+
+    @property
+    def pipeline(self) -> tuple[System, ...]:
+        """The stages of the base layer, in encode order."""
+        return self.stream.layers[0].stages
+
+    @property
+    def total_bytes(self) -> int:
+        """Size of the whole stream."""
+        return self.stream.total_bytes
 
     @property
     def bpp(self) -> float:
         """Bits per source pixel."""
-        return self.total_bytes * 8 / (self.header.height * self.header.width)
+        return self.total_bytes * 8 / (self.height * self.width)
 
     @property
     def model(self) -> str:
         """Name of the model the stream was encoded with ("" when its pipeline has none)."""
-        return next((s.model for s in self.header.pipeline if isinstance(s, OnnxVAEEncode)), "")
+        return next((str(s["model"]) for layer in self.stages for s in layer if "model" in s), "")
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the decoder the stream needs ("" when none)."""
+        return next((str(s["fingerprint"]) for layer in self.stages for s in layer if "fingerprint" in s), "")
 
 
-def inspect(data: bytes, *, max_pixels: int | None = None) -> StreamInfo:
-    """Parse and validate a stream's header without decoding the image."""
-    limit = max_pixels if max_pixels is not None else get_config().runtime.max_pixels
-    header, quant, payload = unpack_stream(data, max_pixels=limit)
-    return StreamInfo(header, len(quant), len(payload), len(data))
+def inspect(data: bytes, *, max_pixels: int | None = None, config: Config | None = None) -> StreamInfo:
+    """Parse and validate a stream's header and side information without decoding the image."""
+    cfg = config or get_config()
+    stream = read_image_stream(data, cfg, max_pixels=max_pixels)
+    stages = []
+    for index, layer in enumerate(stream.layers):
+        ctx = stream.context(cfg, index)
+        settings = []
+        for stage, blob, geom in zip(layer.stages, layer.data, layer.inputs, strict=True):
+            try:
+                settings.append(stage.stream_settings(blob, ctx.at(geom)))
+            except BitstreamError:
+                raise
+            except VaeransError as exc:
+                raise BitstreamError(f"{stage.name}: {exc}") from None
+        stages.append(tuple(settings))
+    return StreamInfo(stream, tuple(stages))
 
 
-def _spawn_stream(world: World, data: bytes, max_pixels: int) -> tuple[int, list[System]]:
-    header, quant, payload = unpack_stream(data, max_pixels=max_pixels)
-    systems = list(header.pipeline)
-    if not systems or not isinstance(systems[-1], ANSEncode):
-        raise BitstreamError("stream pipeline must end with an entropy coder")
-    levels = 0
-    for system in systems:
-        if isinstance(system, (WaveletCDF53, WaveletHaar)):
-            levels = int(system.levels)
-    try:
-        bands = band_layout(header.plane_h, header.plane_w, levels)
-    except VaeransError as exc:
-        raise BitstreamError(f"invalid band layout in stream: {exc}") from None
-    params = unpack_quant_params(quant, header.channels, bands)
-    model_name = ""
-    for system in systems:
-        if isinstance(system, OnnxVAEEncode):
-            model_name = system.model
-            spec = get_model(system.model)
-            spec.check_fingerprint(header.fingerprint.hex())
-            expect = (-(-header.height // spec.stride), -(-header.width // spec.stride))
-            if (header.plane_h, header.plane_w) != expect:
-                raise BitstreamError(
-                    f"stream declares a {header.plane_h}x{header.plane_w} latent for a {header.height}x"
-                    f"{header.width} image; model {spec.name!r} (stride {spec.stride}) makes {expect[0]}x{expect[1]}"
-                )
-    try:
-        bits = ANSBitstream(
-            data=payload, coder=systems[-1].coder, channels=header.channels, height=header.plane_h,
-            width=header.plane_w, bands=bands,
-        )
-        info = ImageInfo(
-            height=header.height, width=header.width, model=model_name, fingerprint=header.fingerprint.hex()
-        )
-    except VaeransError as exc:
-        raise BitstreamError(f"inconsistent stream header: {exc}") from None
-    eid = world.spawn(bits, params, info)
-    decoders = [s.inverse() for s in reversed(systems)]
-    return eid, decoders
+def _load_layer(world: World, eid: int, stream: ImageStream, index: int, config: Config) -> list[System]:
+    """Give ``eid`` the components layer ``index`` decodes from; return its decoder."""
+    layer = stream.layers[index]
+    ctx = stream.context(config, index)
+    for stage, blob, geom in zip(layer.stages, layer.data, layer.inputs, strict=True):
+        stage.load_stream_data(world, eid, blob, ctx.at(geom))
+    return layer.decoder()
 
 
-def decompress(data: bytes, *, max_pixels: int | None = None) -> npt.NDArray[np.uint8]:
-    """Decode a stream to an HxWx3 uint8 image of the original size."""
-    return decompress_batch([data], max_pixels=max_pixels)[0]
+def decode_streams(
+    world: World, streams: Iterable[bytes], *, max_pixels: int | None = None, layers: int | None = None
+) -> list[int]:
+    """Decode streams into ``world`` (ReconRGB on each returned entity); same decoders batch together.
 
-
-def decode_streams(world: World, streams: Iterable[bytes], *, max_pixels: int | None = None) -> list[int]:
-    """Decode streams into ``world`` (ReconRGB on each returned entity); same pipelines batch together."""
-    limit = max_pixels if max_pixels is not None else get_config().runtime.max_pixels
-    groups: dict[tuple[System, ...], list[int]] = {}
-    order: list[int] = []
-    for data in streams:
-        eid, decoders = _spawn_stream(world, data, limit)
-        groups.setdefault(tuple(decoders), []).append(eid)
-        order.append(eid)
-    for chain, eids in groups.items():
-        pipe = world.pipe(eids)
-        for system in chain:
-            pipe = pipe | system
-        pipe.run()
+    ``layers`` limits decoding to the first layers of layered streams (1 = the base preview).
+    """
+    cfg = world.config
+    t0 = time.perf_counter()
+    parsed = [read_image_stream(data, cfg, max_pixels=max_pixels) for data in streams]
+    world.timings.append(("parse", len(parsed), time.perf_counter() - t0))
+    order = [world.spawn(ImageInfo(height=s.height, width=s.width)) for s in parsed]
+    depth = max((len(s.layers) for s in parsed), default=0)
+    if layers is not None:
+        if layers < 1:
+            raise VaeransError(f"layers must be >= 1, got {layers}")
+        depth = min(depth, layers)
+    for index in range(depth):
+        groups: dict[tuple[System, ...], list[int]] = {}
+        for eid, stream in zip(order, parsed, strict=True):
+            if index < len(stream.layers):
+                groups.setdefault(tuple(_load_layer(world, eid, stream, index, cfg)), []).append(eid)
+        for chain, eids in groups.items():
+            pipe = world.pipe(eids)
+            for system in chain:
+                pipe = pipe | system
+            pipe.run()
     return order
 
 
-def decompress_batch(streams: Iterable[bytes], *, max_pixels: int | None = None) -> list[npt.NDArray[np.uint8]]:
-    """Decode many streams sharing one World; streams with the same pipeline decode as a batch.
+def decompress(
+    data: bytes, *, max_pixels: int | None = None, layers: int | None = None, config: Config | None = None
+) -> npt.NDArray[np.uint8]:
+    """Decode a stream to an image of the original size (``layers=1``: the base layer only)."""
+    return decompress_batch([data], max_pixels=max_pixels, layers=layers, config=config)[0]
+
+
+def decompress_batch(
+    streams: Iterable[bytes],
+    *,
+    max_pixels: int | None = None,
+    layers: int | None = None,
+    config: Config | None = None,
+) -> list[npt.NDArray[np.uint8]]:
+    """Decode many streams sharing one World; streams with the same decoder run as a batch.
 
     Images decoded into buffers of their own (large, tiled ones: see ``OnnxVAEDecode``) are
     returned as they are; the others are copied out of the arena, which is then reset.
     """
-    world = _new_world(get_config())
+    world = _new_world(config or get_config())
     out = []
-    for eid in decode_streams(world, streams, max_pixels=max_pixels):
+    for eid in decode_streams(world, streams, max_pixels=max_pixels, layers=layers):
         ref = world.get_component(eid, ReconRGB).ref
         view = world.view(ref)
         out.append(view if world.arena.is_external(ref) else np.array(view, dtype=np.uint8, copy=True))
@@ -330,11 +376,12 @@ def decompress_batch(streams: Iterable[bytes], *, max_pixels: int | None = None)
     return out
 
 
-def symbols_of(data: bytes, *, max_pixels: int | None = None) -> npt.NDArray[np.uint8]:
-    """Entropy-decode a stream's symbols only (bit-exact on every machine; for golden tests)."""
-    limit = max_pixels if max_pixels is not None else get_config().runtime.max_pixels
-    world = World(Arena(1 << 24))
-    eid, _ = _spawn_stream(world, data, limit)
-    coder = world.get_component(eid, ANSBitstream).coder
-    sym = (world.pipe(eid) | ANSDecode(coder=coder)).out(SymbolsU8)
+def symbols_of(data: bytes, *, max_pixels: int | None = None, config: Config | None = None) -> npt.NDArray[np.uint8]:
+    """Entropy-decode the base layer's symbols only (bit-exact on every machine; for golden tests)."""
+    cfg = config or get_config()
+    stream = read_image_stream(data, cfg, max_pixels=max_pixels)
+    world = World(Arena(1 << 24), config=cfg)
+    eid = world.spawn(ImageInfo(height=stream.height, width=stream.width))
+    decoder = _load_layer(world, eid, stream, 0, cfg)
+    sym = (world.pipe(eid) | decoder[0]).out(SymbolsU8)  # the entropy decoder runs first
     return np.array(world.view(sym.ref), copy=True)

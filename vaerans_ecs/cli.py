@@ -280,12 +280,12 @@ def _pipeline_text(pipeline: Sequence[Any]) -> str:
 
 
 def _model_status(name: str, fingerprint: str) -> str:
-    from vaerans_ecs.models import get_model
+    from vaerans_ecs.models import registered_model
 
     if not name:
         return "no model"
     try:
-        spec = get_model(name)
+        spec = registered_model(name)
     except ModelError:
         return "not installed here: 'vaerans models' lists what is"
     if fingerprint and spec.fingerprint != fingerprint:
@@ -297,25 +297,22 @@ def _describe(path: str, data: bytes) -> dict[str, Any]:
     from vaerans_ecs import api
 
     info = api.inspect(data)
-    h = info.header
     model = info.model
-    fingerprint = h.fingerprint.hex()
+    fingerprint = info.fingerprint
     return {
         "file": path,
-        "width": h.width,
-        "height": h.height,
-        "version": h.version,
+        "width": info.width,
+        "height": info.height,
+        "version": info.version,
         "total_bytes": info.total_bytes,
-        "header_bytes": info.total_bytes - info.quant_bytes - info.payload_bytes,
-        "quant_bytes": info.quant_bytes,
-        "payload_bytes": info.payload_bytes,
+        "sections": info.stream.section_bytes,
         "bpp": info.bpp,
         "model": model,
         "fingerprint": fingerprint,
         "model_status": _model_status(model, fingerprint),
-        "latent": [h.channels, h.plane_h, h.plane_w],
-        "pipeline": [s.get_config() for s in h.pipeline],
-        "pipeline_text": _pipeline_text(h.pipeline),
+        "layers": [list(layer) for layer in info.stages],
+        "pipeline": [s.get_config() for s in info.pipeline],
+        "pipeline_text": _pipeline_text(info.pipeline),
     }
 
 
@@ -337,11 +334,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(d["file"])
         print(f"  image     {d['width']} x {d['height']} ({d['width'] * d['height']} pixels)")
         print(f"  size      {d['total_bytes']} bytes, {d['bpp']:.4f} bpp")
-        print(
-            f"  sections  header {d['header_bytes']} B, quantizer {d['quant_bytes']} B, "
-            f"payload {d['payload_bytes']} B"
-        )
-        print(f"  stream    version {d['version']}, latent {d['latent'][0]} x {d['latent'][1]} x {d['latent'][2]}")
+        print("  sections  " + ", ".join(f"{k} {v} B" for k, v in d["sections"].items()))
+        print(f"  stream    version {d['version']}, {len(d['layers'])} layer(s)")
         print(f"  model     {d['model'] or '-'} (fingerprint {d['fingerprint'] or '-'}): {d['model_status']}")
         print(f"  pipeline  {d['pipeline_text']}")
     return report.status

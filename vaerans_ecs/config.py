@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vaerans_ecs.errors import ConfigError
 
@@ -67,9 +67,28 @@ class CodecConfig(_Section):
 
     quality: float = Field(75.0, ge=1.0, le=100.0)
     model: str = "default"
-    wavelet: Literal["cdf53", "haar", "none"] = "cdf53"
+    wavelet: str = "cdf53"
     levels: int = Field(3, ge=0, le=8)
-    coder: str = "rans-ctx"
+    #: None: the entropy coders' default (``vaerans_ecs.systems.entropy.DEFAULT_CODER``).
+    coder: str | None = None
+
+    @field_validator("wavelet")
+    @classmethod
+    def _known_wavelet(cls, value: str) -> str:
+        from vaerans_ecs.systems.wavelet import wavelet_names
+
+        if value not in wavelet_names():
+            raise ValueError(f"unknown wavelet {value!r}; use one of {', '.join(wavelet_names())}")
+        return value
+
+    @field_validator("coder")
+    @classmethod
+    def _known_coder(cls, value: str | None) -> str | None:
+        from vaerans_ecs.systems.entropy import coder_names
+
+        if value is not None and value not in coder_names():
+            raise ValueError(f"unknown entropy coder {value!r}; registered: {', '.join(coder_names())}")
+        return value
 
 
 class ModelConfig(_Section):

@@ -41,7 +41,15 @@ class MissingComponentError(VaeransError, KeyError):
 
 
 class RegistryError(VaeransError, KeyError):
-    """A name is not registered (system, entropy coder, model), or registered twice."""
+    """A name is not registered (system, entropy coder, model), or registered twice.
+
+    ``family`` and ``name`` say what was looked up, when the error is about a missing name.
+    """
+
+    def __init__(self, message: str, *, family: str = "", name: str = "") -> None:
+        super().__init__(message)
+        self.family = family
+        self.name = name
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""

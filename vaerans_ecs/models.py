@@ -31,14 +31,18 @@ import importlib.resources
 import logging
 import math
 import os
+import re
 import threading
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaerans_ecs.errors import ModelError
 from vaerans_ecs.ratecurve import CURVE_FILE, RatePoint, choose, load_curve, useful
+
+if TYPE_CHECKING:
+    from vaerans_ecs.config import Config
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -52,6 +56,7 @@ __all__ = [
     "list_models",
     "model_names",
     "register_model",
+    "registered_model",
     "resolve_default",
     "unregister_model",
 ]
@@ -92,21 +97,15 @@ _META_FIELDS = (
 )
 
 
-def _stat_key(path: Path) -> tuple[str, int, int]:
-    st = path.stat()
-    return str(path), st.st_mtime_ns, st.st_size
-
-
 _fp_cache: dict[tuple[str, int, int], str] = {}
 
 
 def file_fingerprint(path: str | os.PathLike[str]) -> str:
     """First 16 hex digits of the SHA-256 of a file (cached per file version)."""
+    from vaerans_ecs.runtime import stat_key
+
     file = Path(path).resolve()
-    try:
-        key = _stat_key(file)
-    except OSError as exc:
-        raise ModelError(f"cannot fingerprint {file}: {exc.strerror or exc}") from None
+    key = stat_key(file)
     hit = _fp_cache.get(key)
     if hit is None:
         digest = hashlib.sha256()
@@ -173,7 +172,7 @@ class ModelSpec:
         if expected and expected != self.fingerprint:
             raise ModelError(
                 f"{what} was encoded with a decoder of fingerprint {expected}, but model {self.name!r} "
-                f"({self.decoder}) has fingerprint {self.fingerprint}: decode with the model that encoded it"
+                f"has fingerprint {self.fingerprint}: decode with the model that encoded it"
             )
 
     def matches(self, fingerprint: str) -> bool:
@@ -289,7 +288,9 @@ def builtin_model_dirs() -> dict[str, Path]:
     return found
 
 
-def _config() -> Any:
+def _config(config: Config | None = None) -> Config:
+    if config is not None:
+        return config
     from vaerans_ecs.config import get_config
 
     return get_config()
@@ -321,15 +322,17 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _path_spec(folder: Path) -> ModelSpec:
+    """A model given as a folder path by the caller (never by a stream); named after the folder."""
     folder = folder.expanduser().resolve()
     if not folder.is_dir():
         raise ModelError(f"model folder {folder} does not exist")
-    return _spec_from_files(str(folder), folder / ENCODER_FILE, folder / DECODER_FILE, "path")
+    return _spec_from_files(folder.name, folder / ENCODER_FILE, folder / DECODER_FILE, "path")
 
 
-def model_names() -> dict[str, str]:
+def model_names(config: Config | None = None) -> dict[str, str]:
     """``{name: source}`` of every known model (without loading any file); priority applied."""
-    cfg = _config()
+    cfg = _config(config)
+    _load_plugins()
     names: dict[str, str] = {}
     for name in _registered:
         names[name] = "registered"
@@ -340,9 +343,9 @@ def model_names() -> dict[str, str]:
     return dict(sorted(names.items()))
 
 
-def resolve_default() -> str:
+def resolve_default(config: Config | None = None) -> str:
     """The name (or path) ``"default"`` stands for; see the module docstring."""
-    chosen = str(_config().codec.model)
+    chosen = str(_config(config).codec.model)
     if chosen and chosen != "default":
         return chosen
     builtins = builtin_model_dirs()
@@ -358,7 +361,11 @@ def resolve_default() -> str:
 
 
 def choose_model(
-    name: str = "default", *, quality: float | None = None, target_bpp: float | None = None
+    name: str = "default",
+    *,
+    quality: float | None = None,
+    target_bpp: float | None = None,
+    config: Config | None = None,
 ) -> tuple[ModelSpec, float | None]:
     """The model a request runs, and the quantizer step its rate curve predicts (None: none).
 
@@ -368,33 +375,39 @@ def choose_model(
     built-in models that have curves.
     """
     if name != "default":
-        return get_model(name), None
-    specs = _auto_models()
+        return get_model(name, config=config), None
+    specs = _auto_models(config)
     if specs and (quality is not None or target_bpp is not None):
         index, step = choose([s.curve for s in specs], quality=quality, target_bpp=target_bpp)
         return specs[index], step
-    return get_model("default"), None
+    return get_model("default", config=config), None
 
 
-def _auto_models() -> list[ModelSpec]:
+def _auto_models(config: Config | None = None) -> list[ModelSpec]:
     """Built-in models with useful rate curves, unless ``[codec] model`` pins what "default" means.
 
     A model another one beats all along its curve is left out (it still decodes its streams).
     """
-    chosen = str(_config().codec.model)
+    chosen = str(_config(config).codec.model)
     if chosen and chosen != "default":
         return []
-    specs = [spec for spec in (get_model(n) for n in builtin_model_dirs()) if spec.curve]
+    specs = [spec for spec in (get_model(n, config=config) for n in builtin_model_dirs()) if spec.curve]
     return [specs[i] for i in useful([spec.curve for spec in specs])]
 
 
-def default_models() -> list[ModelSpec]:
+def default_models(config: Config | None = None) -> list[ModelSpec]:
     """The models ``"default"`` may run: the built-ins with rate curves, else the one default model."""
-    return _auto_models() or [get_model("default")]
+    return _auto_models(config) or [get_model("default", config=config)]
 
 
-def _unknown(name: str) -> ModelError:
-    known = ", ".join(f"{n} ({s})" for n, s in model_names().items()) or "none"
+def _unknown(name: str, config: Config | None, *, show_sources: bool = True) -> ModelError:
+    names = model_names(config)
+    known = ", ".join(f"{n} ({s})" if show_sources else n for n, s in names.items()) or "none"
+    if not show_sources:
+        from vaerans_ecs.plugins import missing_plugin_hint
+
+        return ModelError(f"the stream needs model {name!r}, which is not installed here (known: {known})"
+                          f"{missing_plugin_hint('models', name)}")
     return ModelError(
         f"unknown model {name!r}; known models: {known}. Add one in vaerans_ecs.toml:\n"
         f"    [models.{name}]\n"
@@ -405,35 +418,75 @@ def _unknown(name: str) -> ModelError:
     )
 
 
-def get_model(name: str | os.PathLike[str] = "default") -> ModelSpec:
-    """Resolve a model name, the ``"default"`` alias, or a folder path to its :class:`ModelSpec`."""
-    if isinstance(name, os.PathLike):
-        return _path_spec(Path(name))
-    if name == "default":
-        target = resolve_default()
-        if target == "default":  # pragma: no cover - guarded by resolve_default
-            raise ModelError("[codec] model cannot be 'default'")
-        return get_model(target)
+#: What a model name written in a stream may look like: a registry name, never a path.
+_STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}")
+
+
+def _named_spec(name: str, config: Config | None) -> ModelSpec | None:
     spec = _registered.get(name)
     if spec is not None:
         return spec
-    cfg = _config()
+    cfg = _config(config)
     if name in cfg.models:
         return _config_spec(name, cfg.models[name], cfg.source)
     builtin = builtin_model_dirs().get(name)
     if builtin is not None:
         return _spec_from_files(name, builtin / ENCODER_FILE, builtin / DECODER_FILE, "builtin")
+    return None
+
+
+def _load_plugins() -> None:
+    from vaerans_ecs.plugins import load_plugins
+
+    load_plugins("models")
+
+
+def registered_model(name: str, *, config: Config | None = None) -> ModelSpec:
+    """The model a *stream* names: a registered, configured, built-in or plugin model, by name only.
+
+    Never a path, never ``"default"``: a stream may only name a model, so decoding never opens a
+    file a stream chose, and the error for an unknown name shows no local path.
+    """
+    if not isinstance(name, str) or not _STREAM_NAME.fullmatch(name) or ".." in name or name == "default":
+        raise ModelError(f"a stream may only name a registered model; {str(name)[:40]!r} is not a model name")
+    spec = _named_spec(name, config)
+    if spec is None:
+        _load_plugins()
+        spec = _named_spec(name, config)
+    if spec is None:
+        raise _unknown(name, config, show_sources=False)
+    return spec
+
+
+def get_model(name: str | os.PathLike[str] = "default", *, config: Config | None = None) -> ModelSpec:
+    """Resolve a model name, the ``"default"`` alias, or a folder path to its :class:`ModelSpec`.
+
+    For callers, not streams (streams use :func:`registered_model`): a folder path is accepted.
+    """
+    if isinstance(name, os.PathLike):
+        return _path_spec(Path(name))
+    if name == "default":
+        target = resolve_default(config)
+        if target == "default":  # pragma: no cover - guarded by resolve_default
+            raise ModelError("[codec] model cannot be 'default'")
+        return get_model(target, config=config)
+    spec = _named_spec(name, config)
+    if spec is None:
+        _load_plugins()
+        spec = _named_spec(name, config)
+    if spec is not None:
+        return spec
     if _looks_like_path(name) and _is_dir(name):
         return _path_spec(Path(name))
-    raise _unknown(name)
+    raise _unknown(name, config)
 
 
-def list_models() -> list[ModelSpec]:
+def list_models(config: Config | None = None) -> list[ModelSpec]:
     """Every known model, sorted by name; models whose files are broken are logged and skipped."""
     specs: list[ModelSpec] = []
-    for name in model_names():
+    for name in model_names(config):
         try:
-            specs.append(get_model(name))
+            specs.append(get_model(name, config=config))
         except ModelError as exc:
             log.warning("skipping model %r: %s", name, exc)
     return specs

@@ -10,7 +10,7 @@
     img.load()                        # decodes (any Pillow operation does it when needed)
 
 The format is ``"VAERANS"``, extension ``.vae``, MIME type ``image/x-vaerans``; files are
-recognised by their magic bytes (:func:`vaerans_ecs.core.serialization.accept`), whatever their
+recognised by their magic bytes (:func:`vaerans_ecs.core.container.accept`), whatever their
 name. Opening parses and checks the header only (:func:`vaerans_ecs.api.inspect`: CRC, declared
 size against ``[runtime] max_pixels`` and Pillow's decompression-bomb limit); decoding happens in
 ``load()``. Images are always ``RGB``. ``img.info`` holds ``model``, ``fingerprint``, ``bpp``
@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from vaerans_ecs.core.serialization import accept
+from vaerans_ecs.core.container import accept
 from vaerans_ecs.errors import BitstreamError
 
 __all__ = ["EXTENSION", "FORMAT", "MIME", "InvalidStreamError", "VaeransImageFile", "register_vaerans_opener"]
@@ -75,14 +75,13 @@ class VaeransImageFile(ImageFile.ImageFile):
             info = api.inspect(data)
         except VaeransError as exc:
             raise InvalidStreamError(f"invalid vaerans stream: {exc}") from None
-        header = info.header
         self._mode = "RGB"
-        self._size = (header.width, header.height)
+        self._size = (info.width, info.height)
         self.info["model"] = info.model
-        self.info["fingerprint"] = header.fingerprint.hex()
+        self.info["fingerprint"] = info.fingerprint
         self.info["bpp"] = info.bpp
-        self.info["pipeline"] = [s.get_config() for s in header.pipeline]
-        self.tile = [ImageFile._Tile(FORMAT, (0, 0, header.width, header.height), 0, None)]
+        self.info["pipeline"] = [s.get_config() for s in info.pipeline]
+        self.tile = [ImageFile._Tile(FORMAT, (0, 0, info.width, info.height), 0, None)]
 
 
 class VaeransDecoder(ImageFile.PyDecoder):

@@ -66,8 +66,8 @@ def load_curve(path: str | Path, fingerprint: str | None = None) -> tuple[RatePo
         points = [RatePoint(float(p["step"]), float(p["bpp"]), float(p["psnr"])) for p in doc["points"]]
     except OSError as exc:
         raise ModelError(f"cannot read {file}: {exc.strerror or exc}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{file}: not a rate curve ({type(exc).__name__}: {exc})") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ModelError(f"{file}: not a rate curve ({type(exc).__name__})") from None
     found = doc.get("fingerprint")
     if fingerprint is not None and found != fingerprint:
         raise ModelError(f"{file} was measured with decoder {found}, not {fingerprint}: re-measure it")

@@ -53,6 +53,7 @@ __all__ = [
     "run_session",
     "session_cache_size",
     "session_device",
+    "stat_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,8 @@ def _create(path: str, providers: list[str], threads: int) -> Any:
         raise ModelError(f"onnxruntime cannot load {path} with providers {providers}: {exc}") from exc
 
 
-def _stat_key(path: Path) -> tuple[str, int, int]:
+def stat_key(path: Path) -> tuple[str, int, int]:
+    """(path, mtime, size): identifies one version of a file for caches."""
     try:
         st = path.stat()
     except OSError as exc:
@@ -312,7 +314,7 @@ def get_session(
         threads = get_config().runtime.intra_op_threads
     file = Path(path).resolve()
     requested = normalize_providers(providers)
-    key = (*_stat_key(file), requested, int(threads))
+    key = (*stat_key(file), requested, int(threads))
     hit = _sessions.get(key)
     if hit is not None:
         return hit[0]
@@ -414,7 +416,7 @@ _meta_lock = threading.Lock()
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file, read with onnxruntime (cached per file version)."""
     file = Path(path).resolve()
-    key = _stat_key(file)
+    key = stat_key(file)
     hit = _meta_cache.get(key)
     if hit is not None:
         return dict(hit)

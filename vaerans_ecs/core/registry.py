@@ -19,9 +19,27 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A mapping from names to registered objects of one family (``what`` names the family)."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, loader: Callable[[], None] | None = None, *, family: str = "") -> None:
         self.what = what
+        #: Plugin family of the registered things ("systems", "coders", "models"; "" for none).
+        self.family = family
         self._items: dict[str, T] = {}
+        #: Run once, when a name is first missed or all names are listed (loads plugins lazily).
+        self._loader = loader
+
+    def set_loader(self, loader: Callable[[], None] | None) -> None:
+        """Arm ``loader`` to run once more on the next miss (e.g. after installing a plugin)."""
+        self._loader = loader
+
+    def _load(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader()
+
+    def _miss(self, name: str) -> bool:
+        """After a failed lookup: load the plugins once; True when ``name`` is now known."""
+        self._load()
+        return name in self._items
 
     def add(self, name: str, item: T, *, replace: bool = False) -> T:
         """Register ``item`` under ``name``; re-registering a different object needs ``replace``."""
@@ -40,22 +58,22 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Look ``name`` up; unknown names raise :class:`RegistryError` listing the known ones."""
-        try:
+        if name in self._items or self._miss(name):
             return self._items[name]
-        except KeyError:
-            known = ", ".join(sorted(self._items)) or "none"
-            raise RegistryError(f"unknown {self.what} {name!r}; registered: {known}") from None
+        known = ", ".join(sorted(self._items)) or "none"
+        raise RegistryError(f"unknown {self.what} {name!r}; registered: {known}", family=self.family, name=name)
 
     def remove(self, name: str) -> None:
         """Unregister ``name`` (mainly for tests and plugins)."""
         self._items.pop(name, None)
 
     def names(self) -> list[str]:
-        """Registered names, sorted."""
+        """Registered names (plugins included), sorted."""
+        self._load()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or (isinstance(name, str) and self._miss(name))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -1,9 +1,16 @@
-"""System base class and the system registry.
+"""System base class, the stream stage protocol and the system registry.
 
 A System transforms components of a batch of entities in one ``run(world, eids)`` call. It
 declares what it reads and writes (like Bevy's system params), so a Pipe can check a whole
 chain before running anything, and it is registered by name so a chain can be written as data
 (``get_config`` / ``from_config``, like numcodecs codecs) and inverted for decoding.
+
+A system that can be recorded in a stream (a *stage*) also declares its ``stage_kind`` (where
+it may sit in a pipeline) and owns its per-image stream data through four methods:
+``stream_data`` (encoder: the bytes of its section), ``stream_shape`` (the tensor geometry it
+makes, inferred from the header alone), ``load_stream_data`` (decoder: validate those bytes and
+add the components its inverse reads) and ``stream_settings`` (what ``vaerans info`` shows).
+The container (:mod:`vaerans_ecs.core.stream`) needs nothing else to write or rebuild a decoder.
 """
 
 from __future__ import annotations
@@ -11,23 +18,27 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from enum import Enum
+from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from vaerans_ecs.components.base import Component
 from vaerans_ecs.core.registry import Registry
-from vaerans_ecs.errors import ConfigError, VaeransError
+from vaerans_ecs.errors import BitstreamError, ConfigError, VaeransError
 
 if TYPE_CHECKING:
+    from vaerans_ecs.core.stream import Geometry, StreamContext
     from vaerans_ecs.core.world import World
 
 __all__ = [
     "BRIDGES",
+    "KIND_LIMITS",
     "SYSTEMS",
     "Mode",
+    "StageKind",
     "System",
     "register_bridge",
     "register_system",
+    "system_by_code",
     "system_from_config",
 ]
 
@@ -37,6 +48,28 @@ class Mode(str, Enum):
 
     FORWARD = "forward"
     INVERSE = "inverse"
+
+
+class StageKind(IntEnum):
+    """Where a stage sits in a stream's pipeline; a layer lists its stages in non-decreasing kind."""
+
+    RESIDUAL = 5  # starts an enhancement layer: the source minus what the layers below decode to
+    MODEL = 10  # image -> latent (a VAE)
+    CHANNEL = 20  # transforms across channels (Hadamard, colour)
+    SPATIAL = 30  # spatial transforms (wavelets)
+    QUANTIZER = 40
+    CODER = 50  # entropy coding: the last stage of a layer
+
+
+#: How many stages of each kind one layer may hold.
+KIND_LIMITS: dict[StageKind, int] = {
+    StageKind.RESIDUAL: 1,
+    StageKind.MODEL: 1,
+    StageKind.CHANNEL: 2,
+    StageKind.SPATIAL: 1,
+    StageKind.QUANTIZER: 1,
+    StageKind.CODER: 1,
+}
 
 
 class System(ABC):
@@ -54,6 +87,14 @@ class System(ABC):
     stream_fields: ClassVar[tuple[str, ...] | None] = None
     mode: Mode = Mode.FORWARD
     source: type[Component] | None = None
+    #: Stable byte naming this stage in stream pipelines (built-ins; 0 = stored by its name).
+    stream_code: ClassVar[int] = 0
+    #: Where the stage may sit in a stream's pipeline; None = it cannot be recorded in a stream.
+    stage_kind: ClassVar[StageKind | None] = None
+    #: Registered section type of this stage's per-image data ("stage": the generic, indexed one).
+    data_section: ClassVar[str] = "stage"
+    #: Whether a stream must hold data for this stage (a stream without it is refused at parsing).
+    data_required: ClassVar[bool] = False
 
     def required_components(self) -> tuple[type[Component], ...]:
         """Components every entity must have before this system runs (besides ``source``)."""
@@ -96,6 +137,43 @@ class System(ABC):
         """The system that undoes this one (used to rebuild a decoder from a stream header)."""
         raise VaeransError(f"{type(self).__name__} has no inverse")
 
+    # -- the stream stage protocol ---------------------------------------------------------------
+    def for_stream(self, world: World, eid: int) -> System:
+        """This stage as a stream records it for ``eid`` (e.g. with "default" resolved to a name)."""
+        return self
+
+    def stream_data(self, world: World, eid: int) -> bytes | None:
+        """Encoder side: the per-image bytes this stage stores for ``eid`` (None: nothing)."""
+        return None
+
+    def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
+        """The geometry this stage makes from ``geom``, from header facts alone (O(1) work).
+
+        Raise :class:`BitstreamError` when the input cannot come from an encoder.
+        """
+        return geom
+
+    def load_stream_data(self, world: World, eid: int, data: bytes | None, ctx: StreamContext) -> None:
+        """Decoder side: validate this stage's bytes and add the components its inverse reads.
+
+        ``ctx.geometry`` is the geometry of the stage's input. Work must stay O(header) until
+        the data is known to be consistent with the declared sizes.
+        """
+        if data is not None:
+            raise BitstreamError(f"stage {self.name} stores no data, but the stream holds {len(data)} bytes for it")
+
+    def names_used(self) -> list[tuple[str, str, Any]]:
+        """Registered things this stage names in a stream: ``(family, name, object)``.
+
+        Streams record the plugin distributions that provide them (:mod:`vaerans_ecs.plugins`).
+        """
+        return [] if self.stream_code else [("systems", self.name, type(self))]
+
+    def stream_settings(self, data: bytes | None, ctx: StreamContext) -> dict[str, Any]:
+        """What ``vaerans info`` shows about this stage: its recorded settings plus its data's."""
+        cfg = self.get_config()
+        return {"stage": self.name, **{k: cfg[k] for k in self.stream_field_names() if k in cfg}}
+
     def get_config(self) -> dict[str, Any]:
         """JSON/TOML-friendly description: ``{"id": name, **config_fields}``."""
         cfg: dict[str, Any] = {"id": self.name}
@@ -131,7 +209,13 @@ class System(ABC):
         return hash((type(self), repr(self)))
 
 
-SYSTEMS: Registry[type[System]] = Registry("system")
+def _load_system_plugins() -> None:
+    from vaerans_ecs.plugins import load_plugins
+
+    load_plugins("systems")
+
+
+SYSTEMS: Registry[type[System]] = Registry("system", _load_system_plugins, family="systems")
 
 #: Default producers the Pipe may insert to bridge a missing component (component -> factory).
 BRIDGES: Registry[Callable[[], System]] = Registry("bridge")
@@ -143,13 +227,28 @@ def register_system(cls: S) -> S:
     """Class decorator: register a System subclass under its ``name``."""
     if not cls.name:
         raise VaeransError(f"{cls.__name__} needs a non-empty `name` to be registered")
+    if not 0 <= cls.stream_code <= 127:
+        raise VaeransError(f"{cls.__name__}: stream codes are 1..127 (0 = stored by name), got {cls.stream_code}")
+    other = system_by_code(cls.stream_code) if cls.stream_code else None
+    if other is not None and other.name != cls.name:
+        raise VaeransError(f"{cls.__name__}: stream code {cls.stream_code} already belongs to {other.name!r}")
     SYSTEMS.add(cls.name, cls)
+    if cls.stream_code:
+        _BY_CODE[cls.stream_code] = cls
     return cls
 
 
 def register_bridge(component: type[Component], factory: Callable[[], System]) -> None:
     """Let a Pipe insert ``factory()`` when a system needs ``component`` and nothing produced it."""
     BRIDGES.add(component.__name__, factory, replace=True)
+
+
+_BY_CODE: dict[int, type[System]] = {}
+
+
+def system_by_code(code: int) -> type[System] | None:
+    """The registered stage whose ``stream_code`` is ``code``, or None."""
+    return _BY_CODE.get(code)
 
 
 def system_from_config(config: Mapping[str, Any]) -> System:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +15,9 @@ from vaerans_ecs.core.arena import Arena, TensorRef
 from vaerans_ecs.core.pipeline import Pipe
 from vaerans_ecs.core.system import System
 from vaerans_ecs.errors import ImageInputError, MissingComponentError
+
+if TYPE_CHECKING:
+    from vaerans_ecs.config import Config
 
 __all__ = ["World"]
 
@@ -46,16 +49,32 @@ def _as_rgb_array(img: Any) -> npt.NDArray[np.uint8]:
 class World:
     """Entities (ints), components stored per type (like esper), and one :class:`Arena`."""
 
-    def __init__(self, arena: Arena | None = None, *, arena_bytes: int | None = None) -> None:
+    def __init__(
+        self, arena: Arena | None = None, *, arena_bytes: int | None = None, config: Config | None = None
+    ) -> None:
         if arena is None:
             arena = Arena(arena_bytes) if arena_bytes is not None else Arena()
         self.arena = arena
+        self._config = config
         self._next_id = itertools.count(1)
         self._entities: dict[int, dict[type[Component], Component]] = {}
         self._by_type: dict[type[Component], dict[int, Component]] = {}
         self._history: dict[int, list[System]] = {}
         #: (system name, batch size, seconds) of every system run through a Pipe, in order.
         self.timings: list[tuple[str, int, float]] = []
+
+    @property
+    def config(self) -> Config:
+        """The configuration systems of this world read (a resource, as in Bevy).
+
+        Given at construction, or else the process-wide one at the time of reading: a library
+        call that passes its own configuration never changes what other calls see.
+        """
+        if self._config is not None:
+            return self._config
+        from vaerans_ecs.config import get_config
+
+        return get_config()
 
     # -- entities -------------------------------------------------------------------------------
     def spawn(self, *components: Component) -> int:

@@ -36,11 +36,15 @@ def parse_qualities(items: list[str] | None) -> dict[str, list[float]]:
 
 def build_parser(prog: str = "vaerans eval") -> argparse.ArgumentParser:
     """The argument parser (shared with the ``vaerans`` CLI)."""
+    from vaerans_ecs.systems.entropy import coder_names
+    from vaerans_ecs.systems.wavelet import wavelet_names
+
     p = argparse.ArgumentParser(
         prog=prog,
         description="Rate-distortion and speed evaluation of vaerans pipelines against Pillow codecs.",
         epilog=(
-            "Codecs: vaerans[:model=M][:wavelet=cdf53|haar|none][:levels=N][:coder=rans-ctx|rans|range|zlib|lzma], "
+            f"Codecs: vaerans[:model=M][:wavelet={'|'.join(wavelet_names())}][:levels=N]"
+            f"[:coder={'|'.join(coder_names())}][:stages=S1+S2], "
             "jpeg, webp, avif, jxl (extra Pillow save options as :key=value). Outputs in --out: results.json, "
             "results.csv, rd_psnr.png, rd_msssim.png, summary.md."
         ),

@@ -5,8 +5,9 @@ A codec is named by a spec string ``family[:key=value[:key=value...]]``:
 ``vaerans``
     Our pipeline through :func:`vaerans_ecs.api.encode_entities` (``OnnxVAEEncode | Hadamard4 |
     wavelet | QuantizeU8 | ANSEncode``) and the stream decoder of :mod:`vaerans_ecs.api`. Options:
-    ``model`` (name or folder, default ``default``), ``wavelet`` (cdf53, haar, none), ``levels``,
-    ``coder`` (a registered entropy coder: rans, range, zlib, lzma, ...); unset options come from
+    ``model`` (name or folder, default ``default``), ``wavelet`` (a registered wavelet or none),
+    ``levels``, ``coder`` (a registered entropy coder), ``stages`` (registered stages to add,
+    ``A+B``); unset options come from
     the configuration, as for :func:`vaerans_ecs.compress`. Setting: quality 1-100. Per-stage
     timings come from ``World.timings`` (every system a Pipe runs), see :func:`stage_seconds`.
 ``jpeg``, ``webp``, ``avif``, ``jxl``
@@ -117,15 +118,11 @@ def stage_seconds(world: World, total: float, before: Mapping[str, float] | None
     return stages
 
 
-#: Wavelets the API accepts (``vaerans_ecs.api``).
-WAVELETS: tuple[str, ...] = ("cdf53", "haar", "none")
-
-
 class VaeransCodec(Codec):
     """Our pipeline; options ``model``, ``wavelet``, ``levels``, ``coder`` (see the module doc)."""
 
     family: ClassVar[str] = "vaerans"
-    OPTIONS: ClassVar[tuple[str, ...]] = ("model", "wavelet", "levels", "coder")
+    OPTIONS: ClassVar[tuple[str, ...]] = ("model", "wavelet", "levels", "coder", "stages")
 
     def __init__(self, label: str, **options: str) -> None:
         super().__init__(label)
@@ -135,6 +132,8 @@ class VaeransCodec(Codec):
         self.model = options.get("model", "default")
         self.wavelet = options.get("wavelet")
         self.coder = options.get("coder")
+        #: registered stage names added to the pipeline (``stages=A+B``)
+        self.stages = [n for n in options.get("stages", "").split("+") if n]
         levels = options.get("levels")
         try:
             self.levels = None if levels is None else int(levels)
@@ -143,26 +142,37 @@ class VaeransCodec(Codec):
 
     def _settings(self) -> dict[str, Any]:
         from vaerans_ecs.config import get_config
+        from vaerans_ecs.systems.entropy import DEFAULT_CODER
 
         cfg = get_config().codec
         return {
             "model": self.model,
             "wavelet": self.wavelet or cfg.wavelet,
             "levels": cfg.levels if self.levels is None else self.levels,
-            "coder": self.coder or cfg.coder,
+            "coder": self.coder or cfg.coder or DEFAULT_CODER,
         }
 
+    def _stages(self) -> list[Any]:
+        from vaerans_ecs.core.system import SYSTEMS
+
+        return [SYSTEMS.get(name)() for name in self.stages]
+
     def unavailable(self) -> str | None:
+        from vaerans_ecs.core.system import SYSTEMS
         from vaerans_ecs.models import get_model
         from vaerans_ecs.systems.entropy import coder_names
+        from vaerans_ecs.systems.wavelet import wavelet_names
 
         try:
             get_model(self.model)
         except VaeransError as exc:
             return f"model {self.model!r} is not available: {exc}"
         settings = self._settings()
-        if settings["wavelet"] not in WAVELETS:
-            return f"unknown wavelet {settings['wavelet']!r}; use one of {', '.join(WAVELETS)}"
+        if settings["wavelet"] not in wavelet_names():
+            return f"unknown wavelet {settings['wavelet']!r}; use one of {', '.join(wavelet_names())}"
+        missing = [n for n in self.stages if n not in SYSTEMS]
+        if missing:
+            return f"stage(s) {', '.join(missing)} not registered (known: {', '.join(SYSTEMS.names())})"
         coder = settings["coder"]
         if coder not in coder_names():
             return f"entropy coder {coder!r} is not registered (known: {', '.join(coder_names())})"
@@ -189,32 +199,22 @@ class VaeransCodec(Codec):
         eid = world.spawn_image(img)
         t1 = time.perf_counter()
         data = encode_entities(
-            world, [eid], quality=quality, model=s["model"], wavelet=s["wavelet"], levels=s["levels"], coder=s["coder"]
+            world, [eid], quality=quality, model=s["model"], wavelet=s["wavelet"], levels=s["levels"], coder=s["coder"],
+            stages=self._stages(),
         )[0]
         stages = stage_seconds(world, time.perf_counter() - t0, {"spawn": t1 - t0})
         world.clear()
         return data, stages
 
     def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
-        from vaerans_ecs import api
+        from vaerans_ecs.api import decode_streams
         from vaerans_ecs.components import ReconRGB
-        from vaerans_ecs.config import get_config
 
-        spawn = getattr(api, "_spawn_stream", None)
-        if spawn is None:  # no staged decoder: time the public one as a whole
-            t0 = time.perf_counter()
-            out = api.decompress(data)
-            return out, {"decompress": time.perf_counter() - t0}
         world = _new_world()
         t0 = time.perf_counter()
-        eid, decoders = spawn(world, data, get_config().runtime.max_pixels)
-        t1 = time.perf_counter()
-        pipe = world.pipe(eid)
-        for system in decoders:
-            pipe = pipe | system
-        pipe.run()
+        (eid,) = decode_streams(world, [data])
         recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), dtype=np.uint8, copy=True)
-        stages = stage_seconds(world, time.perf_counter() - t0, {"parse": t1 - t0})
+        stages = stage_seconds(world, time.perf_counter() - t0)
         world.clear()
         return recon, stages
 

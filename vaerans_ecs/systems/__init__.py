@@ -1,6 +1,5 @@
 """Pipeline stages, one module per family; importing this package registers them all."""
 
-from vaerans_ecs.core.serialization import stream_code
 from vaerans_ecs.systems.entropy import ANSDecode, ANSEncode
 from vaerans_ecs.systems.hadamard import Hadamard4
 from vaerans_ecs.systems.metrics import ComputeResidual, GaussianBlur, Metrics
@@ -22,9 +21,3 @@ __all__ = [
     "WaveletCDF53",
     "WaveletHaar",
 ]
-
-# Stable stream codes of the built-in systems (docs/bitstream.md); append only, never reuse.
-for _code, _name in enumerate(
-    ("OnnxVAEEncode", "Hadamard4", "WaveletCDF53", "WaveletHaar", "QuantizeU8", "ANSEncode"), start=1
-):
-    stream_code(_name, _code)

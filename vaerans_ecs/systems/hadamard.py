@@ -17,10 +17,11 @@ import numpy.typing as npt
 from vaerans_ecs.components.base import Component
 from vaerans_ecs.components.latent import YUVW4, Latent4
 from vaerans_ecs.core.batching import group_by_key, parse_mode, stacked_view
-from vaerans_ecs.core.system import Mode, System, register_system
-from vaerans_ecs.errors import VaeransError
+from vaerans_ecs.core.system import Mode, StageKind, System, register_system
+from vaerans_ecs.errors import BitstreamError, VaeransError
 
 if TYPE_CHECKING:
+    from vaerans_ecs.core.stream import Geometry, StreamContext
     from vaerans_ecs.core.world import World
 
 __all__ = ["H4", "Hadamard4", "hadamard4"]
@@ -89,6 +90,8 @@ class Hadamard4(System):
 
     name: ClassVar[str] = "Hadamard4"
     config_fields: ClassVar[tuple[str, ...]] = ("mode",)
+    stream_code: ClassVar[int] = 2
+    stage_kind: ClassVar[StageKind | None] = StageKind.CHANNEL
 
     def __init__(self, mode: Mode | str = Mode.FORWARD) -> None:
         self.mode = parse_mode(mode)
@@ -104,6 +107,11 @@ class Hadamard4(System):
 
     def inverse(self) -> Hadamard4:
         return Hadamard4(mode=_opposite(self.mode))
+
+    def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
+        if geom.channels != 4:
+            raise BitstreamError(f"Hadamard4 rotates 4 channels, the stream has {geom.channels} here")
+        return geom
 
     def run(self, world: World, eids: Sequence[int]) -> None:
         src_type, dst_type = self._io()

@@ -39,11 +39,13 @@ import numpy.typing as npt
 from vaerans_ecs.components.base import Component
 from vaerans_ecs.components.image import RGB, ImageInfo, ReconRGB
 from vaerans_ecs.components.latent import Latent4
-from vaerans_ecs.core.system import Mode, System, register_system
+from vaerans_ecs.core.container import register_section
+from vaerans_ecs.core.stream import Geometry, StreamContext
+from vaerans_ecs.core.system import Mode, StageKind, System, register_system
 from vaerans_ecs.core.world import World
-from vaerans_ecs.errors import ModelError
-from vaerans_ecs.models import ModelSpec, get_model, list_models
-from vaerans_ecs.runtime import get_session, run_session
+from vaerans_ecs.errors import BitstreamError, ModelError
+from vaerans_ecs.models import ModelSpec, get_model, list_models, registered_model
+from vaerans_ecs.runtime import get_session, normalize_providers, run_session
 
 __all__ = [
     "OnnxVAEDecode",
@@ -58,6 +60,10 @@ __all__ = [
 ]
 
 F32 = npt.NDArray[np.float32]
+
+#: Bytes of the decoder fingerprint a stream records (the ``model`` section).
+FINGERPRINT_BYTES = 8
+register_section(0x03, "model", "OnnxVAEEncode: the fingerprint of the decoder the stream needs")
 
 
 # -- padding ------------------------------------------------------------------------------------
@@ -254,12 +260,10 @@ class _VAESystem(System):
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
 
-    def _runtime(self) -> _Runtime:
-        from vaerans_ecs.config import get_config
-
-        rt = get_config().runtime
+    def _runtime(self, world: World) -> _Runtime:
+        rt = world.config.runtime
         return _Runtime(
-            providers=self.providers,
+            providers=normalize_providers(self.providers if self.providers is not None else rt.providers),
             threads=self.threads if self.threads is not None else rt.intra_op_threads,
             tile_size=max(0, self.tile_size if self.tile_size is not None else rt.tile_size),
             tile_overlap=max(0, self.tile_overlap if self.tile_overlap is not None else rt.tile_overlap),
@@ -277,6 +281,10 @@ class OnnxVAEEncode(_VAESystem):
 
     name = "OnnxVAEEncode"
     mode = Mode.FORWARD
+    stream_code = 1
+    stage_kind = StageKind.MODEL
+    data_section = "model"
+    data_required = True
 
     def required_components(self) -> tuple[type[Component], ...]:
         return (RGB,)
@@ -287,9 +295,37 @@ class OnnxVAEEncode(_VAESystem):
     def inverse(self) -> System:
         return OnnxVAEDecode(self.model)
 
+    def for_stream(self, world: World, eid: int) -> System:
+        return OnnxVAEEncode(world.get_component(eid, ImageInfo).model)  # "default" resolved to a name
+
+    def stream_data(self, world: World, eid: int) -> bytes:
+        return bytes.fromhex(world.get_component(eid, ImageInfo).fingerprint)
+
+    def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
+        spec = registered_model(self.model, config=ctx.config)
+        if geom.channels != 3:
+            raise BitstreamError(f"model {spec.name!r} encodes RGB images, the stream codes {geom.channels} channels")
+        s = spec.stride
+        return Geometry(spec.latent_channels, -(-geom.height // s), -(-geom.width // s))
+
+    def load_stream_data(self, world: World, eid: int, data: bytes | None, ctx: StreamContext) -> None:
+        spec = registered_model(self.model, config=ctx.config)
+        if data is None or len(data) != FINGERPRINT_BYTES:
+            raise BitstreamError("the stream does not record its decoder's fingerprint")
+        spec.check_fingerprint(data.hex())
+        info = world.get_component(eid, ImageInfo)
+        world.add_component(eid, info.model_copy(update={"model": spec.name, "fingerprint": data.hex()}))
+
+    def names_used(self) -> list[tuple[str, str, Any]]:
+        return [("models", self.model, None)]
+
+    def stream_settings(self, data: bytes | None, ctx: StreamContext) -> dict[str, Any]:
+        spec = registered_model(self.model, config=ctx.config)
+        return {"stage": self.name, "model": self.model, "fingerprint": (data or b"").hex(), "stride": spec.stride}
+
     def run(self, world: World, eids: Sequence[int]) -> None:
-        spec = get_model(self.model)
-        rt = self._runtime()
+        spec = get_model(self.model, config=world.config)
+        rt = self._runtime(world)
         session = get_session(spec.encoder, rt.providers, rt.threads)
         groups: dict[tuple[int, int], list[int]] = {}
         for eid in eids:
@@ -380,21 +416,24 @@ class OnnxVAEDecode(_VAESystem):
     def inverse(self) -> System:
         return OnnxVAEEncode(self.model)
 
-    def _spec_for(self, info: ImageInfo | None, cache: dict[tuple[str, str], ModelSpec]) -> ModelSpec:
+    def _spec_for(
+        self, world: World, info: ImageInfo | None, cache: dict[tuple[str, str], ModelSpec]
+    ) -> ModelSpec:
         key = (info.model, info.fingerprint) if info is not None else ("", "")
         hit = cache.get(key)
         if hit is not None:
             return hit
         spec: ModelSpec | None = None
+        cfg = world.config
         if self.model == "default" and info is not None and info.model:
             try:
-                spec = get_model(info.model)
+                spec = registered_model(info.model, config=cfg)
             except ModelError:
                 spec = None
             if spec is not None and info.fingerprint and not spec.matches(info.fingerprint):
                 spec = None
             if spec is None and info.fingerprint:
-                spec = next((m for m in list_models() if m.matches(info.fingerprint)), None)
+                spec = next((m for m in list_models(cfg) if m.matches(info.fingerprint)), None)
             if spec is None:
                 raise ModelError(
                     f"the latent was made by model {info.model!r} (decoder fingerprint {info.fingerprint or '?'}), "
@@ -402,20 +441,20 @@ class OnnxVAEDecode(_VAESystem):
                     "model=... explicitly"
                 )
         if spec is None:
-            spec = get_model(self.model)
+            spec = get_model(self.model, config=cfg)
             if info is not None and self.verify_fingerprint:
                 spec.check_fingerprint(info.fingerprint, what=f"the latent (model {info.model!r})")
         cache[key] = spec
         return spec
 
     def run(self, world: World, eids: Sequence[int]) -> None:
-        rt = self._runtime()
+        rt = self._runtime(world)
         specs: dict[tuple[str, str], ModelSpec] = {}
         groups: dict[tuple[ModelSpec, int, int, int, int], list[int]] = {}
         for eid in eids:
             lat = world.get_component(eid, Latent4).ref
             info = world.get_component(eid, ImageInfo) if world.has_component(eid, ImageInfo) else None
-            spec = self._spec_for(info, specs)
+            spec = self._spec_for(world, info, specs)
             s = spec.stride
             hl, wl = lat.shape[1], lat.shape[2]
             h, w = (info.height, info.width) if info is not None else (hl * s, wl * s)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -50,24 +51,30 @@ from vaerans_ecs.components.base import Component
 from vaerans_ecs.components.latent import YUVW4
 from vaerans_ecs.components.wavelet import Band, WaveletPyr
 from vaerans_ecs.core.batching import group_by_key, parse_mode, stacked_view
-from vaerans_ecs.core.system import Mode, System, register_system
+from vaerans_ecs.core.system import Mode, StageKind, System, register_system
 from vaerans_ecs.errors import ConfigError, VaeransError
 
 if TYPE_CHECKING:
+    from vaerans_ecs.core.stream import Geometry, StreamContext
     from vaerans_ecs.core.world import World
 
 __all__ = [
+    "MAX_LEVELS",
     "WAVELETS",
     "WaveletCDF53",
     "WaveletHaar",
     "band_layout",
     "synthesis_gains",
+    "wavelet_names",
+    "wavelet_stage",
     "wavelet_forward",
     "wavelet_inverse",
 ]
 
 #: Names of the supported wavelets.
 WAVELETS: tuple[str, ...] = ("cdf53", "haar")
+#: Most decomposition levels a wavelet stage accepts.
+MAX_LEVELS = 10
 
 Array = npt.NDArray[Any]
 _Axis = Literal[-1, -2]
@@ -437,30 +444,67 @@ def _check_out(
 # ----------------------------------------------------------------------------------------------
 # Synthesis gains
 # ----------------------------------------------------------------------------------------------
-_GAIN_BATCH_BYTES = 64 << 20
+#: Planes up to this many samples get their gains from 2-D impulses (the values streams were
+#: made with); larger ones from products of 1-D gains, so the cost is O(h + w), not O(h * w).
+_GAIN_2D_MAX = 1 << 16
+
+
+def _impulse_norms(h: int, w: int, wavelet: str, levels: int, picks: Sequence[Band]) -> list[float]:
+    """L2 norms of the inverse transforms of unit impulses at the centres of ``picks``."""
+    _, inv = _kernels(wavelet, False)
+    impulses = np.zeros((len(picks), h * w), dtype=np.float64)
+    for row, band in enumerate(picks):
+        impulses[row, band.offset + (band.h // 2) * band.w + band.w // 2] = 1.0
+    basis = _inverse(impulses, h, w, levels, inv, np.empty((len(picks), h, w), dtype=np.float64))
+    return [float(g) for g in np.sqrt(np.einsum("bhw,bhw->b", basis, basis))]
+
+
+@lru_cache(maxsize=512)
+def _axis_gain(n: int, wavelet: str, level: int, high: bool) -> float:
+    """Gain of one axis of length ``n``: the level-``level`` high band, or the low band after
+    ``level`` splits (a separable 2-D basis function is the product of its two axes')."""
+    if n == 1 or level == 0:
+        return 1.0
+    # An interior basis function does not depend on the axis length: a short axis that leaves the
+    # band 32 coefficients gives the same norm in O(2**level) work.
+    n = min(n, 32 << level)
+    bands = _band_layout(n, 1, level)
+    pick = next(b for b in bands if b.name == (f"LH{level}" if high else f"LL{level}"))
+    return _impulse_norms(n, 1, wavelet, level, [pick])[0]
+
+
+def _splits(n: int, levels: int) -> list[int]:
+    """Cumulative number of splits of an axis of length ``n`` after each level 0..levels."""
+    out, count = [0], 0
+    for _ in range(levels):
+        if n > 1:
+            count += 1
+            n = (n + 1) // 2
+        out.append(count)
+    return out
 
 
 @lru_cache(maxsize=128)
 def _synthesis_gains(h: int, w: int, wavelet: str, levels: int) -> tuple[float, ...]:
     bands = _band_layout(h, w, levels)
-    _, inv = _kernels(wavelet, False)
-    per_batch = max(1, _GAIN_BATCH_BYTES // (8 * h * w))
-    gains: list[float] = []
-    for start in range(0, len(bands), per_batch):
-        chunk = bands[start : start + per_batch]
-        impulses = np.zeros((len(chunk), h * w), dtype=np.float64)
-        for row, band in enumerate(chunk):
-            impulses[row, band.offset + (band.h // 2) * band.w + band.w // 2] = 1.0
-        basis = _inverse(impulses, h, w, levels, inv, np.empty((len(chunk), h, w), dtype=np.float64))
-        norms = np.sqrt(np.einsum("bhw,bhw->b", basis, basis))
-        gains.extend(float(g) for g in norms)
+    if h * w <= _GAIN_2D_MAX:
+        return tuple(_impulse_norms(h, w, wavelet, levels, bands))
+    n_levels = len(_levels_plan(h, w, levels))
+    sh, sw = _splits(h, n_levels), _splits(w, n_levels)
+    gains = []
+    for band in bands:
+        kind, lev = band.name[:2], band.level
+        gh = _axis_gain(h, wavelet, sh[lev], True) if kind in ("LH", "HH") else _axis_gain(h, wavelet, sh[lev], False)
+        gw = _axis_gain(w, wavelet, sw[lev], True) if kind in ("HL", "HH") else _axis_gain(w, wavelet, sw[lev], False)
+        gains.append(gh * gw)
     return tuple(gains)
 
 
 def synthesis_gains(h: int, w: int, wavelet: str, levels: int) -> npt.NDArray[np.float64]:
     """L2 norm of the synthesis basis function of each band (in :func:`band_layout` order).
 
-    Measured numerically (inverse transform of a unit impulse at the band's centre) and cached.
+    Measured numerically (inverse transform of a unit impulse at the band's centre) and cached;
+    for large planes as the product of the two axes' 1-D gains, so any size costs O(h + w).
     A unit error on one coefficient of band ``b`` costs ``gain_b**2`` in squared pixel error, so
     a quantizer using ``step_b = step / gain_b`` spends the same error energy per step in every
     band. Orthonormal Haar gives exactly 1 everywhere; the integer 5/3 shares the float gains.
@@ -486,10 +530,11 @@ class _WaveletSystem(System):
 
     wavelet: ClassVar[str] = ""
     config_fields: ClassVar[tuple[str, ...]] = ("levels", "mode")
+    stage_kind: ClassVar[StageKind | None] = StageKind.SPATIAL
 
     def __init__(self, levels: int = 3, mode: Mode | str = Mode.FORWARD) -> None:
-        if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 0:
-            raise ConfigError(f"{type(self).__name__}: levels must be an integer >= 0, got {levels!r}")
+        if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or not 0 <= levels <= MAX_LEVELS:
+            raise ConfigError(f"{type(self).__name__}: levels must be an integer in 0..{MAX_LEVELS}, got {levels!r}")
         self.levels = int(levels)
         self.mode = parse_mode(mode)
 
@@ -502,6 +547,9 @@ class _WaveletSystem(System):
     def inverse(self) -> System:
         opposite = Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD
         return type(self)(levels=self.levels, mode=opposite)
+
+    def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
+        return replace(geom, bands=band_layout(geom.height, geom.width, self.levels))
 
     def run(self, world: World, eids: Sequence[int]) -> None:
         if self.mode is Mode.FORWARD:
@@ -573,17 +621,41 @@ class _WaveletSystem(System):
                 world.add_component(eids[i], YUVW4(ref=world.arena.subref(block, j)))
 
 
-@register_system
+_STAGES: dict[str, type[_WaveletSystem]] = {}
+
+
+def _wavelet_system(cls: type[_WaveletSystem]) -> type[_WaveletSystem]:
+    register_system(cls)
+    _STAGES[cls.wavelet] = cls
+    return cls
+
+
+def wavelet_names() -> tuple[str, ...]:
+    """The wavelet options a pipeline accepts: every registered wavelet stage, and "none"."""
+    return (*_STAGES, "none")
+
+
+def wavelet_stage(wavelet: str) -> type[_WaveletSystem]:
+    """The stage class of wavelet ``wavelet`` (see :func:`wavelet_names`)."""
+    try:
+        return _STAGES[wavelet]
+    except KeyError:
+        raise ConfigError(f"unknown wavelet {wavelet!r}; use one of {', '.join(wavelet_names())}") from None
+
+
+@_wavelet_system
 class WaveletCDF53(_WaveletSystem):
     """LeGall/CDF 5/3 (JPEG 2000 filters, float): YUVW4 <-> WaveletPyr, ``levels`` decompositions."""
 
     name: ClassVar[str] = "WaveletCDF53"
     wavelet: ClassVar[str] = "cdf53"
+    stream_code: ClassVar[int] = 3
 
 
-@register_system
+@_wavelet_system
 class WaveletHaar(_WaveletSystem):
     """Orthonormal Haar: YUVW4 <-> WaveletPyr, ``levels`` decompositions."""
 
     name: ClassVar[str] = "WaveletHaar"
     wavelet: ClassVar[str] = "haar"
+    stream_code: ClassVar[int] = 4

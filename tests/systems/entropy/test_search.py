@@ -72,7 +72,7 @@ def test_table_weights_from_costs_match_band_model(specs: list[tuple[str, int, i
         m = models[i]
         assert m is not None and m.kind in TABLES and m.entries is not None
         np.testing.assert_array_equal(w, m.weights())
-        model, absent = table_model(m.mode - m.lo, m.entries, m.prec)
+        model, absent, _ = table_model(m.mode - m.lo, m.entries, m.prec)
         assert (absent is None) == bool(np.all(m.entries != 0))
         if absent is not None:
             np.testing.assert_array_equal(absent, w == 0)

@@ -22,7 +22,7 @@ from vaerans_ecs.components.wavelet import Band
 from vaerans_ecs.core.registry import Registry
 from vaerans_ecs.errors import BitstreamError, VaeransError
 from vaerans_ecs.systems.entropy.context import N_CLASSES, ContextModel
-from vaerans_ecs.systems.entropy.plan import Chunk, Decode, canary_chunk, check_canary, decode_plan
+from vaerans_ecs.systems.entropy.plan import BitsLeft, Chunk, Decode, canary_chunk, check_canary, decode_plan
 from vaerans_ecs.systems.entropy.priors import categorical
 from vaerans_ecs.systems.entropy.search import cheapest_plans, encode_chunks
 
@@ -93,7 +93,13 @@ class EntropyCoder(ABC):
         return self.decode(data, layout.sizes)
 
 
-CODERS: Final[Registry[type[EntropyCoder]]] = Registry("entropy coder")
+def _load_coder_plugins() -> None:
+    from vaerans_ecs.plugins import load_plugins
+
+    load_plugins("coders")
+
+
+CODERS: Final[Registry[type[EntropyCoder]]] = Registry("entropy coder", _load_coder_plugins, family="coders")
 
 C = TypeVar("C", bound=type[EntropyCoder])
 
@@ -183,16 +189,17 @@ class TableCoder(EntropyCoder):
         """Code the chunks (in decode order) into the coder's 32-bit words."""
 
     @abstractmethod
-    def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool]]:
-        """(decode(model, amount), finished()) over the words."""
+    def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool], BitsLeft]:
+        """(decode(model, amount), finished(), bits_left()) over the words; ``bits_left`` may
+        overestimate (a coder that cannot tell gives the whole payload)."""
 
     def _plan(self, bands: list[U8], layout: Layout | None) -> list[Chunk]:
         """The stream's chunks in decode order."""
         return encode_chunks(bands)
 
-    def _unplan(self, decode: Decode, sizes: list[int], layout: Layout | None) -> list[U8]:
+    def _unplan(self, decode: Decode, sizes: list[int], layout: Layout | None, bits_left: BitsLeft) -> list[U8]:
         """Decode what :meth:`_plan` wrote."""
-        return decode_plan(decode, sizes)
+        return decode_plan(decode, sizes, bits_left=bits_left)
 
     def encode(self, bands: Sequence[NDArray[np.uint8]]) -> bytes:
         return self._encode(bands, None)
@@ -228,8 +235,8 @@ class TableCoder(EntropyCoder):
             raise BitstreamError("entropy payload: empty")
         words = bytes_to_words(data)
         try:
-            decode, finished = self.open_decoder(words)
-            bands = self._unplan(decode, checked, layout)
+            decode, finished, bits_left = self.open_decoder(words)
+            bands = self._unplan(decode, checked, layout, bits_left)
             done = finished()
         except BitstreamError:
             raise
@@ -265,9 +272,9 @@ class RansCoder(TableCoder):
             coder.encode_reverse(c.symbols, c.model)
         return _as_words(coder.get_compressed())
 
-    def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool]]:
+    def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool], BitsLeft]:
         coder = constriction.stream.stack.AnsCoder(words)
-        return _decode_with(coder), lambda: bool(coder.is_empty())
+        return _decode_with(coder), lambda: bool(coder.is_empty()), lambda: int(coder.num_valid_bits())
 
 
 @register_coder
@@ -317,22 +324,27 @@ class ContextRansCoder(RansCoder):
         chunks.append(canary_chunk(sizes, np.concatenate(bands)))
         return chunks
 
-    def _unplan(self, decode: Decode, sizes: list[int], layout: Layout | None) -> list[U8]:
-        out = np.empty(sum(sizes), dtype=np.uint8)
-        starts = np.cumsum([0, *sizes]).tolist()
-        bands = [out[starts[k] : starts[k + 1]] for k in range(len(sizes))]
+    def _unplan(self, decode: Decode, sizes: list[int], layout: Layout | None, bits_left: BitsLeft) -> list[U8]:
+        """Band by band, each checked against the payload left before it is allocated."""
+        bands: list[U8] = []
         model, order = self._walk(sizes, layout)
-        for band, (c, i) in zip(bands, order, strict=True):
+        for size, (c, i) in zip(sizes, order, strict=True):
             cls = model.classes(c, i) if model is not None else None
             if cls is None or not decode(self.SPLIT_FLAG, 1)[0]:
-                band[:] = np.concatenate(decode_plan(decode, [band.size], check=False))
+                band = np.concatenate(decode_plan(decode, [size], check=False, bits_left=bits_left))
             else:
                 counts = np.bincount(cls, minlength=N_CLASSES).tolist()
-                band[np.argsort(cls, kind="stable")] = np.concatenate(decode_plan(decode, counts, check=False))
+                band = np.empty(size, dtype=np.uint8)
+                band[np.argsort(cls, kind="stable")] = np.concatenate(
+                    decode_plan(decode, counts, check=False, bits_left=bits_left)
+                )
+            bands.append(band)
             if model is not None:
                 model.record(c, i, band)
+        out = np.concatenate(bands) if bands else np.empty(0, dtype=np.uint8)
         check_canary(decode, sizes, out)
-        return bands
+        starts = np.cumsum([0, *sizes]).tolist()
+        return [out[starts[k] : starts[k + 1]] for k in range(len(sizes))]
 
 
 @register_coder
@@ -347,9 +359,10 @@ class RangeCoder(TableCoder):
             coder.encode(c.symbols, c.model)
         return _as_words(coder.get_compressed())
 
-    def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool]]:
+    def open_decoder(self, words: NDArray[np.uint32]) -> tuple[Decode, Callable[[], bool], BitsLeft]:
         coder = constriction.stream.queue.RangeDecoder(words)
-        return _decode_with(coder), lambda: bool(coder.maybe_exhausted())
+        total = 32 * len(words)  # a range decoder cannot tell what is left: the whole payload bounds it
+        return _decode_with(coder), lambda: bool(coder.maybe_exhausted()), lambda: total
 
 
 # ----------------------------------------------------------------------------- stdlib baselines

@@ -8,6 +8,7 @@ every decoded value before it sizes anything.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,7 +61,9 @@ __all__ = [
     "chunk",
     "concat_bands",
     "decode_plan",
+    "check_capacity",
     "geom_band",
+    "min_bits",
     "plan_chunks",
     "plan_concat",
     "table_model",
@@ -195,13 +198,40 @@ def bad_payload(msg: str) -> BitstreamError:
 
 
 #: What the decoder needs per live band: (kind, mode, lo, constriction model or None for CONST,
-#: mask of the absent symbols of a table with escapes, else None).
-BandSpec = tuple[int, int, int, Any, NDArray[np.bool_] | None]
+#: mask of the absent symbols of a table with escapes, else None, the fewest bits a symbol costs).
+BandSpec = tuple[int, int, int, Any, NDArray[np.bool_] | None, float]
+
+#: Remaining payload bits of an open decoder (None: unknown, no capacity check).
+BitsLeft = Callable[[], int]
 
 
-def table_model(left: int, entries: I64, prec: int) -> tuple[Any, NDArray[np.bool_] | None]:
-    """Validated model of decoded dense table entries, and the mask of its absent symbols (or
-    ``None`` if every symbol of the range may occur); the same floats as :meth:`BandModel.weights`.
+def min_bits(weights: F64) -> float:
+    """The fewest bits one symbol can cost under a model of these weights.
+
+    constriction quantises probabilities to 24 bits, and every symbol keeps at least one unit, so
+    the most probable symbol gains at most one unit per symbol of the alphabet.
+    """
+    p = float(weights.max() / weights.sum()) + (weights.size + 1) * 2.0**-24
+    return -math.log2(min(p, 1.0))
+
+
+def check_capacity(specs: Sequence[BandSpec], sizes: Sequence[int], bits_left: BitsLeft | None) -> None:
+    """Refuse band sizes the rest of the payload cannot hold, before anything of their size is allocated.
+
+    Why: a stream whose image size was forged would otherwise make the decoder produce every
+    declared symbol (seconds, hundreds of MiB) before its check value fails.
+    """
+    if bits_left is None:
+        return
+    need = sum(n * spec[5] for spec, n in zip(specs, sizes, strict=True))
+    if need * 0.98 > bits_left() + 128:
+        raise bad_payload(f"too short for its declared symbols (they need at least {need / 8:.0f} bytes)")
+
+
+def table_model(left: int, entries: I64, prec: int) -> tuple[Any, NDArray[np.bool_] | None, float]:
+    """Validated model of decoded dense table entries, the mask of its absent symbols (or ``None``
+    if every symbol of the range may occur) and :func:`min_bits`; the same floats as
+    :meth:`BandModel.weights`.
 
     Escapes carry the previous log along the chain, so the extremes of the unmarked running
     sums are the extremes of the real logs: one max/min validates the whole table.
@@ -223,20 +253,21 @@ def table_model(left: int, entries: I64, prec: int) -> tuple[Any, NDArray[np.boo
     logs -= E8_FLOOR  # every exponent is >= -MAX_LOG8 > E8_FLOOR: no clamping needed
     w = W8[logs]
     if not absent.any():
-        return categorical(w), None
+        return categorical(w), None, min_bits(w)
     mask = np.empty(entries.size + 1, dtype=np.bool_)
     mask[:left] = absent[:left][::-1]
     mask[left] = False
     mask[left + 1 :] = absent[left:]
     w[mask] = 0.0
-    return categorical(w), mask
+    return categorical(w), mask, min_bits(w)
 
 
 @lru_cache(maxsize=4096)
-def geom_band(prec: int, a: int, t: int, mode: int) -> tuple[int, Any]:
-    """(lo, constriction model) of a GEOM band: one cached call per band on the decoder side."""
+def geom_band(prec: int, a: int, t: int, mode: int) -> tuple[int, Any, float]:
+    """(lo, constriction model, :func:`min_bits`) of a GEOM band: one cached call per band on the decoder side."""
     lo, hi = geom_support(mode, t * UNITS[prec])
-    return lo, geom_model(prec, a, t, mode - lo, hi - mode)[1]
+    w, model = geom_model(prec, a, t, mode - lo, hi - mode)
+    return lo, model, min_bits(w)
 
 
 def _decode_models(decode: Decode, sizes: list[int]) -> list[BandSpec]:
@@ -317,14 +348,14 @@ def _decode_models(decode: Decode, sizes: list[int]) -> list[BandSpec]:
             elif last < 0:
                 raise bad_payload("band reuses parameters before any geometric band")
             a, t = geom[last]
-            lo, model = geom_band(prec[last], a, t, m)
-            specs.append((GEOM, m, lo, model, None))
+            lo, model, bits = geom_band(prec[last], a, t, m)
+            specs.append((GEOM, m, lo, model, None, bits))
         elif kind == CONST:
-            specs.append((CONST, m, m, None, None))
+            specs.append((CONST, m, m, None, None, 0.0))
         elif kind in TABLES:
             lo = bounds[r][0]
-            model, absent = table_model(m - lo, entries[r], prec[r])
-            specs.append((kind, m, lo, model, absent))
+            model, absent, bits = table_model(m - lo, entries[r], prec[r])
+            specs.append((kind, m, lo, model, absent, bits))
         else:
             raise bad_payload("invalid model kind")
     return specs
@@ -353,26 +384,30 @@ def _narrow(out: NDArray[np.uint8], parts: list[NDArray[np.int32]], shifts: list
     out += np.repeat(np.array(shifts, dtype=np.uint8), [p.size for p in parts])
 
 
-def decode_plan(decode: Decode, sizes: Sequence[int], *, check: bool = True) -> list[NDArray[np.uint8]]:
+def decode_plan(
+    decode: Decode, sizes: Sequence[int], *, check: bool = True, bits_left: BitsLeft | None = None
+) -> list[NDArray[np.uint8]]:
     """Decode the chunks of :func:`plan_chunks` with ``decode(model, amount) -> int32 array``.
 
     Every decoded value is validated before it sizes anything; the caller checks that the coder
     ends exactly empty (and, with ``check=False``, the check value: :func:`check_canary`). The
     bands come back as consecutive views of one buffer; the decoded
-    symbols are narrowed to uint8 and shifted a batch of bands at a time (:func:`_narrow`).
+    symbols are narrowed to uint8 and shifted a batch of bands at a time (:func:`_narrow`). With
+    ``bits_left``, sizes the payload cannot hold are refused before the output is allocated.
     """
     n_all = [int(s) for s in sizes]
+    live = [n for n in n_all if n > 0]
+    specs = _decode_models(decode, live) if live else []
+    check_capacity(specs, live, bits_left)
     out = np.empty(sum(n_all), dtype=np.uint8)
     starts = list(accumulate(n_all, initial=0))
     bands = [out[starts[i] : starts[i + 1]] for i in range(len(n_all))]
-    live = [n for n in n_all if n > 0]
     if not live:
         return bands
-    specs = _decode_models(decode, live)
     parts: list[NDArray[np.int32]] = []
     shifts: list[int] = []
     done = pending = 0  # symbols written to out / decoded but not yet written
-    for (kind, mode, lo, model, absent), n in zip(specs, live, strict=True):
+    for (kind, mode, lo, model, absent, _), n in zip(specs, live, strict=True):
         if kind == CONST:  # written in place, after the bands before it
             if parts:
                 _narrow(out[done : done + pending], parts, shifts)
@@ -380,15 +415,16 @@ def decode_plan(decode: Decode, sizes: Sequence[int], *, check: bool = True) -> 
             out[done : done + n] = mode
             done += n
             continue
-        sym = decode(model, n)
-        if absent is not None and _hits(sym, absent):
-            raise bad_payload("symbol with zero probability")
-        parts.append(sym)
-        shifts.append(lo)
-        pending += n
-        if pending >= NARROW_BATCH:
-            _narrow(out[done : done + pending], parts, shifts)
-            done, pending, parts, shifts = done + pending, 0, [], []
+        for start in range(0, n, NARROW_BATCH):  # big bands in pieces: int32 temporaries stay small
+            sym = decode(model, min(NARROW_BATCH, n - start))
+            if absent is not None and _hits(sym, absent):
+                raise bad_payload("symbol with zero probability")
+            parts.append(sym)
+            shifts.append(lo)
+            pending += sym.size
+            if pending >= NARROW_BATCH:
+                _narrow(out[done : done + pending], parts, shifts)
+                done, pending, parts, shifts = done + pending, 0, [], []
     if parts:
         _narrow(out[done:], parts, shifts)
     if check:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from vaerans_ecs.components.base import Component
 from vaerans_ecs.components.quant import ANSBitstream, QuantParams, SymbolsU8
-from vaerans_ecs.core.system import System, register_system
-from vaerans_ecs.errors import BitstreamError, ComponentError
+from vaerans_ecs.components.wavelet import Band
+from vaerans_ecs.core.container import register_section
+from vaerans_ecs.core.stream import Geometry, geometry_check
+from vaerans_ecs.core.system import StageKind, System, register_system
+from vaerans_ecs.errors import BitstreamError, ComponentError, VaeransError
 from vaerans_ecs.systems.entropy.coders import DEFAULT_CODER, Layout, get_coder
 
 if TYPE_CHECKING:
+    from vaerans_ecs.core.stream import StreamContext
     from vaerans_ecs.core.world import World
+
+register_section(0x05, "payload", "the entropy coder's payload (format owned by the coder)")
 
 __all__ = ["ANSDecode", "ANSEncode"]
 
@@ -37,6 +43,34 @@ class ANSEncode(_CoderStage):
     """
 
     name: ClassVar[str] = "ANSEncode"
+    stream_code: ClassVar[int] = 6
+    stage_kind: ClassVar[StageKind | None] = StageKind.CODER
+    data_section: ClassVar[str] = "payload"
+    data_required: ClassVar[bool] = True
+
+    def stream_data(self, world: World, eid: int) -> bytes:
+        """A geometry check byte (:func:`geometry_check`), then the coder's payload."""
+        bits = world.get_component(eid, ANSBitstream)
+        geom = Geometry(bits.channels, bits.height, bits.width, bits.bands)
+        return bytes([geometry_check(geom)]) + bits.data
+
+    def load_stream_data(self, world: World, eid: int, data: bytes | None, ctx: StreamContext) -> None:
+        g = ctx.geometry
+        if ctx.version >= 2:  # v1 payloads have no check byte
+            if not data or data[0] != geometry_check(g):
+                raise BitstreamError("the entropy payload was made for another image size (corrupted header)")
+            data = data[1:]
+        bands = g.bands or (Band(name="LL0", level=0, h=g.height, w=g.width, offset=0),)
+        try:
+            bits = ANSBitstream(
+                data=data or b"", coder=self.coder, channels=g.channels, height=g.height, width=g.width, bands=bands
+            )
+        except VaeransError as exc:
+            raise BitstreamError(f"inconsistent stream header: {exc}") from None
+        world.add_component(eid, bits)
+
+    def names_used(self) -> list[tuple[str, str, Any]]:
+        return [("coders", self.coder, type(self._impl))]
 
     def required_components(self) -> tuple[type[Component], ...]:
         return (SymbolsU8, QuantParams)

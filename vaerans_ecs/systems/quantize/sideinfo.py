@@ -34,6 +34,7 @@ from vaerans_ecs.systems.quantize.steps import (
 __all__ = [
     "BitReader",
     "BitWriter",
+    "base_step_of",
     "make_params",
     "pack_quant_params",
     "params_anchors",
@@ -231,6 +232,13 @@ def pack_quant_params(
                     bits.put_se(plain_offset)
             bits.put(int(codes[i]), 4)
     return head + bits.tobytes()
+
+
+def base_step_of(data: bytes) -> float:
+    """The base step recorded in side information (see :func:`pack_quant_params`)."""
+    if len(data) < 5:
+        raise BitstreamError("quantizer side information is truncated")
+    return float(struct.unpack("<f", bytes(data[1:5]))[0])
 
 
 def unpack_quant_params(

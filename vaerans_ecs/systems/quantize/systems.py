@@ -15,10 +15,17 @@ from vaerans_ecs.components.quant import QuantParams, SymbolsU8
 from vaerans_ecs.components.wavelet import Band, WaveletPyr
 from vaerans_ecs.core.arena import TensorRef
 from vaerans_ecs.core.batching import group_by_key, stacked_view
-from vaerans_ecs.core.system import System, register_bridge, register_system
-from vaerans_ecs.errors import ConfigError, VaeransError
+from vaerans_ecs.core.container import register_section
+from vaerans_ecs.core.system import StageKind, System, register_bridge, register_system
+from vaerans_ecs.errors import BitstreamError, ConfigError, VaeransError
 from vaerans_ecs.systems.quantize.kernels import BandParams, BandTable, decode_rows, encode_rows
-from vaerans_ecs.systems.quantize.sideinfo import make_params, params_anchors
+from vaerans_ecs.systems.quantize.sideinfo import (
+    base_step_of,
+    make_params,
+    pack_quant_params,
+    params_anchors,
+    unpack_quant_params,
+)
 from vaerans_ecs.systems.quantize.steps import (
     RECON_GRID,
     SOURCES,
@@ -31,7 +38,10 @@ from vaerans_ecs.systems.quantize.steps import (
 )
 
 if TYPE_CHECKING:
+    from vaerans_ecs.core.stream import Geometry, StreamContext
     from vaerans_ecs.core.world import World
+
+register_section(0x04, "quant", "QuantizeU8: per-band steps, zero points and offsets")
 
 __all__ = ["Dequantize", "QuantizeU8"]
 
@@ -56,6 +66,11 @@ def _rows_view(world: World, refs: list[TensorRef], n: int) -> npt.NDArray[Any]:
     return stacked.reshape(-1, n)
 
 
+def _layout(geom: Geometry) -> tuple[Band, ...]:
+    """The bands a stream's geometry gives the quantizer: the wavelet's, or one plane band."""
+    return geom.bands or (Band(name="LL0", level=0, h=geom.height, w=geom.width, offset=0),)
+
+
 @register_system
 class QuantizeU8(System):
     """Per-band uint8 quantizer: WaveletPyr / YUVW4 / Latent4 -> SymbolsU8 + QuantParams."""
@@ -63,6 +78,10 @@ class QuantizeU8(System):
     name: ClassVar[str] = "QuantizeU8"
     #: Nothing: the stream's QuantParams side information carries all that decoding needs.
     stream_fields: ClassVar[tuple[str, ...] | None] = ()
+    stream_code: ClassVar[int] = 5
+    stage_kind: ClassVar[StageKind | None] = StageKind.QUANTIZER
+    data_section: ClassVar[str] = "quant"
+    data_required: ClassVar[bool] = True
     config_fields: ClassVar[tuple[str, ...]] = (
         "quality",
         "step",
@@ -109,6 +128,26 @@ class QuantizeU8(System):
 
     def inverse(self) -> System:
         return Dequantize(target=self.source.__name__ if self.source is not None else None)
+
+    def stream_data(self, world: World, eid: int) -> bytes:
+        params = world.get_component(eid, QuantParams)
+        sym = world.get_component(eid, SymbolsU8)
+        return pack_quant_params(params, sym.ref.shape[0], sym.bands, self.base_step, band_weights=self.band_weights)
+
+    def load_stream_data(self, world: World, eid: int, data: bytes | None, ctx: StreamContext) -> None:
+        if data is None:
+            raise BitstreamError("the stream lacks the quantizer's side information")
+        world.add_component(eid, unpack_quant_params(data, ctx.geometry.channels, _layout(ctx.geometry)))
+
+    def stream_settings(self, data: bytes | None, ctx: StreamContext) -> dict[str, Any]:
+        params = unpack_quant_params(data or b"", ctx.geometry.channels, _layout(ctx.geometry))
+        return {
+            "stage": self.name,
+            "step": base_step_of(data or b""),
+            "wavelet": params.wavelet,
+            "levels": params.levels,
+            "dpcm_bands": sum(params.dpcm),
+        }
 
     def _source_of(self, world: World, eid: int) -> type[WaveletPyr] | type[YUVW4] | type[Latent4]:
         if self.source is not None:
