@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vaerans_ecs.errors import BitstreamError, VaeransError
-from vaerans_ecs.systems.residual.transform import MIN_STEP, decode_transform, encode_transform
+from vaerans_ecs.systems.residual.transform import MIN_STEP, WAVELETS, decode_transform, encode_transform
 
 
 def _image(c: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -109,6 +109,40 @@ def test_colour_transform_helps_on_correlated_rgb() -> None:
     assert _psnr(rgb, decode_transform(with_colour, 3, 64, 64, colour=True)) > 40
 
 
+@pytest.mark.parametrize("wavelet", WAVELETS)
+def test_every_wavelet_round_trips(wavelet: str) -> None:
+    x = _image(3, 21, 34, seed=2)
+    y = decode_transform(encode_transform(x, 1.0, wavelet=wavelet), 3, 21, 34)
+    assert _rmse(x, y) < 1.0
+
+
+def _text_like(h: int, w: int) -> np.ndarray:
+    """Black glyph-like strokes on white: flat areas and sharp edges."""
+    rng = np.random.default_rng(4)
+    img = np.full((h, w), 250.0, dtype=np.float32)
+    for _ in range(60):
+        y, x = int(rng.integers(0, h - 8)), int(rng.integers(0, w - 8))
+        if rng.random() < 0.5:
+            img[y : y + 7, x : x + 1] = 10
+        else:
+            img[y : y + 1, x : x + 6] = 10
+    return img[None]
+
+
+def test_synthetic_planes_choose_the_cheapest_wavelet() -> None:
+    x = _text_like(48, 64)
+    step = 6.0
+
+    def cost(data: bytes) -> float:
+        err = decode_transform(data, 1, 48, 64) - x
+        return float(np.sum(err.astype(np.float64) ** 2)) + 0.1 * step**2 * 8 * len(data)
+
+    auto = cost(encode_transform(x, step))
+    forced = [cost(encode_transform(x, step, wavelet=name)) for name in WAVELETS]
+    assert auto == pytest.approx(min(forced))
+    assert min(forced) < forced[0]  # on text, 9/7 is not the best
+
+
 def test_rdo_trades_rate_for_distortion() -> None:
     x = _image(3, 64, 64, seed=9)
     plain = encode_transform(x, 4.0, rdo=0.0)
@@ -119,9 +153,17 @@ def test_rdo_trades_rate_for_distortion() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"step": 0.0}, {"step": float("nan")}, {"step": 1e6}, {"levels": -1}, {"chroma": 0.0}, {"rdo": -1.0}],
+    [
+        {"step": 0.0},
+        {"step": float("nan")},
+        {"step": 1e6},
+        {"levels": -1},
+        {"chroma": 0.0},
+        {"rdo": -1.0},
+        {"wavelet": "db4"},
+    ],
 )
-def test_bad_encoder_arguments(kwargs: dict[str, float]) -> None:
+def test_bad_encoder_arguments(kwargs: dict[str, object]) -> None:
     x = _image(3, 8, 8)
     args = {"step": 1.0, **kwargs}
     step = args.pop("step")

@@ -13,26 +13,41 @@ from vaerans_ecs.errors import BitstreamError
 from vaerans_ecs.systems.residual import transform_format as fmt
 from vaerans_ecs.systems.residual.colour import RGB_TO_YUV, colour_forward, colour_inverse
 from vaerans_ecs.systems.residual.transform import decode_transform, encode_transform
-from vaerans_ecs.systems.residual.transform_wavelet import band_gains, dwt97_forward, dwt97_inverse
+from vaerans_ecs.systems.residual.transform_wavelet import WAVELETS, band_gains, dwt_forward, dwt_inverse
 
 
-@settings(max_examples=30, deadline=None)
-@given(c=st.integers(1, 4), h=st.integers(1, 40), w=st.integers(1, 40), levels=st.integers(0, 7))
-def test_wavelet_perfect_reconstruction(c: int, h: int, w: int, levels: int) -> None:
+@settings(max_examples=40, deadline=None)
+@given(
+    c=st.integers(1, 4),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    levels=st.integers(0, 7),
+    wavelet=st.sampled_from(WAVELETS),
+)
+def test_wavelet_perfect_reconstruction(c: int, h: int, w: int, levels: int, wavelet: str) -> None:
     x = np.random.default_rng(h * 41 + w).normal(0, 50, (c, h, w)).astype(np.float64)
-    dec = dwt97_forward(x, levels)
+    before = x.copy()
+    dec = dwt_forward(x, levels, wavelet)
+    assert np.array_equal(x, before)  # the input is left alone
     assert sum(b.size for t in dec.details for b in t) + dec.ll.size == x.size
-    assert np.allclose(dwt97_inverse(dec), x, atol=1e-9)
+    assert np.allclose(dwt_inverse(dec, wavelet), x, atol=1e-9)
+
+
+def test_haar_is_orthonormal() -> None:
+    x = np.random.default_rng(1).normal(0, 10, (1, 17, 23))
+    dec = dwt_forward(x, 3, "haar")
+    energy = sum(float(np.sum(b**2)) for t in dec.details for b in t) + float(np.sum(dec.ll**2))
+    assert energy == pytest.approx(float(np.sum(x**2)), rel=1e-12)
 
 
 def test_band_gains_match_impulse_responses() -> None:
     g_ll, g_det = band_gains(3)
-    dec = dwt97_forward(np.zeros((1, 256, 256)), 3)
+    dec = dwt_forward(np.zeros((1, 256, 256)), 3)
     dec.details[1][2][0, 16, 16] = 1.0  # HH of level 2
-    assert np.sqrt(np.sum(dwt97_inverse(dec) ** 2)) == pytest.approx(g_det[1][2], rel=1e-6)
-    dec = dwt97_forward(np.zeros((1, 256, 256)), 3)
+    assert np.sqrt(np.sum(dwt_inverse(dec) ** 2)) == pytest.approx(g_det[1][2], rel=1e-6)
+    dec = dwt_forward(np.zeros((1, 256, 256)), 3)
     dec.ll[0, 16, 16] = 1.0
-    assert np.sqrt(np.sum(dwt97_inverse(dec) ** 2)) == pytest.approx(g_ll, rel=1e-6)
+    assert np.sqrt(np.sum(dwt_inverse(dec) ** 2)) == pytest.approx(g_ll, rel=1e-6)
     assert all(0.9 < g < 1.1 for row in g_det for g in row)
 
 
@@ -101,7 +116,7 @@ def test_resealed_header_fields_are_validated() -> None:
     c, h, w = 1, 8, 8
     stream = encode_transform(_image(c, h, w), 2.0)
     body = bytearray(stream[:-4])
-    for pos, value in [(0, 2), (5, 4), (5, fmt.MAX_LEVELS + 1), (6, 0), (7, 0), (10, 0)]:
+    for pos, value in [(0, 2), (5, 4), (5, fmt.MAX_LEVELS + 1), (6, fmt.N_WAVELETS), (7, 0), (8, 0), (11, 0)]:
         bad = bytearray(body)
         bad[pos] = value
         with pytest.raises(BitstreamError):

@@ -27,14 +27,15 @@ from vaerans_ecs.systems.residual import transform_format as fmt
 from vaerans_ecs.systems.residual import transform_quant as tq
 from vaerans_ecs.systems.residual.colour import colour_forward, colour_inverse
 from vaerans_ecs.systems.residual.transform_wavelet import (
+    WAVELETS,
     Decomposition,
     band_gains,
-    dwt97_forward,
-    dwt97_inverse,
+    dwt_forward,
+    dwt_inverse,
     level_shapes,
 )
 
-__all__ = ["DEFAULT_LEVELS", "MAX_ABS", "MAX_STEP", "MIN_STEP", "decode_transform", "encode_transform"]
+__all__ = ["DEFAULT_LEVELS", "MAX_ABS", "MAX_STEP", "MIN_STEP", "WAVELETS", "decode_transform", "encode_transform"]
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,12 @@ def _geometry(channels: int, height: int, width: int, levels: int) -> _Geometry:
     return _Geometry(channels, len(lv), shapes, ll)
 
 
-def _steps(geo: _Geometry, step: float, chroma: float, colour: bool) -> tuple[F64, list[F64]]:
+def _steps(geo: _Geometry, step: float, chroma: float, colour: bool, wavelet: str) -> tuple[F64, list[F64]]:
     """Quantiser steps: of the LL band per channel (C,), and per level of the (C, 3) detail bands."""
     cw = np.ones(geo.channels)
     if colour and geo.channels >= 3:
         cw[1:3] = chroma
-    g_ll, g_det = band_gains(geo.levels)
+    g_ll, g_det = band_gains(geo.levels, wavelet)
     det = [step * cw[:, None] / np.array(g, dtype=np.float64)[None, :] for g in g_det]
     return step * cw / g_ll, det
 
@@ -143,6 +144,7 @@ def encode_transform(
     *,
     colour: bool = True,
     levels: int = DEFAULT_LEVELS,
+    wavelet: str | None = None,
     chroma: float = 1.1,
     deadzone: float = 0.38,
     rdo: float = 0.1,
@@ -150,9 +152,12 @@ def encode_transform(
     """Code ``(C, H, W)`` float planes (pixel units) with quantiser step ``step`` (the rate knob).
 
     ``colour`` decorrelates the first three channels as RGB (C >= 3); ``levels`` wavelet levels;
-    ``chroma`` multiplies the step of the two colour-difference channels; ``deadzone`` is the
-    rounding offset of the detail quantiser (0.5 = nearest) when ``rdo`` is 0; ``rdo`` > 0 is
-    the Lagrangian of the rate-distortion quantiser (squared steps per bit). Deterministic.
+    ``wavelet`` one of :data:`WAVELETS`, or None to choose: CDF 9/7, except for planes that look
+    synthetic (many exactly equal neighbours), where every wavelet is tried and the lowest
+    ``squared error + lambda * bits`` wins; ``chroma`` multiplies the step of the two
+    colour-difference channels; ``deadzone`` is the rounding offset of the detail quantiser
+    (0.5 = nearest) when ``rdo`` is 0; ``rdo`` > 0 is the Lagrangian of the rate-distortion
+    quantiser (squared steps per bit). Deterministic.
     """
     x = np.asarray(planes)
     if x.ndim != 3 or not 1 <= x.shape[0] <= fmt.MAX_CHANNELS or x.shape[1] < 1 or x.shape[2] < 1:
@@ -165,16 +170,62 @@ def encode_transform(
         raise VaeransError(f"encode_transform: step must lie in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
     if not 0 <= int(levels) <= fmt.MAX_LEVELS:
         raise VaeransError(f"encode_transform: levels must be in 0..{fmt.MAX_LEVELS}, got {levels!r}")
+    if wavelet is not None and wavelet not in WAVELETS:
+        raise VaeransError(f"encode_transform: wavelet must be one of {', '.join(WAVELETS)} or None, got {wavelet!r}")
     chroma_code = round(float(chroma) * fmt.CHROMA_ONE)
     if not 1 <= chroma_code <= 255:
         raise VaeransError(f"encode_transform: chroma must be in (0, {255 / fmt.CHROMA_ONE:g}], got {chroma!r}")
     if not 0.0 < deadzone <= 0.5 or not 0.0 <= rdo <= 10.0:
         raise VaeransError(f"encode_transform: need 0 < deadzone <= 0.5 and 0 <= rdo <= 10, got {deadzone}, {rdo}")
+    opts = _Options(step32, int(levels), chroma_code, float(deadzone), float(rdo), bool(colour) and x.shape[0] >= 3)
+    candidates = [wavelet] if wavelet is not None else list(WAVELETS) if _looks_synthetic(x) else ["cdf97"]
+    best: tuple[float, bytes] | None = None
+    for name in candidates:
+        data = _encode(x, opts, name)
+        if len(candidates) == 1:
+            return data
+        err = decode_transform(data, *x.shape, colour=colour) - x
+        cost = float(np.sum(np.square(err, dtype=np.float64))) + _SELECT_LAMBDA * step32**2 * 8 * len(data)
+        log.debug("transform coder: %s gives %d bytes, cost %.4g", name, len(data), cost)
+        if best is None or cost < best[0]:
+            best = (cost, data)
+    assert best is not None
+    return best[1]
+
+
+#: Share of exactly equal neighbours above which the encoder tries every wavelet.
+_SYNTHETIC_SHARE: Final = 0.3
+#: Lagrangian (squared steps per bit) of the choice between wavelets.
+_SELECT_LAMBDA: Final = 0.1
+
+
+def _looks_synthetic(x: F32) -> bool:
+    """Whether many horizontal and vertical neighbours are exactly equal (graphics, text, screens)."""
+    _, h, w = x.shape
+    same = 0
+    if w > 1:
+        same += int(np.count_nonzero(np.all(x[:, :, 1:] == x[:, :, :-1], axis=0)))
+    if h > 1:
+        same += int(np.count_nonzero(np.all(x[:, 1:, :] == x[:, :-1, :], axis=0)))
+    pairs = h * (w - 1) + (h - 1) * w
+    return bool(pairs > 0 and same > _SYNTHETIC_SHARE * pairs)
+
+
+@dataclass(frozen=True)
+class _Options:
+    step: float
+    levels: int
+    chroma_code: int
+    deadzone: float
+    rdo: float
+    colour: bool
+
+
+def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
     c, h, w = x.shape
-    use_colour = colour and c >= 3
-    geo = _geometry(c, h, w, int(levels))
-    dec = dwt97_forward(colour_forward(x) if use_colour else x, geo.levels)
-    ll_steps, det_steps = _steps(geo, step32, chroma_code / fmt.CHROMA_ONE, use_colour)
+    geo = _geometry(c, h, w, opts.levels)
+    dec = dwt_forward(colour_forward(x) if opts.colour else x, geo.levels, wavelet)
+    ll_steps, det_steps = _steps(geo, opts.step, opts.chroma_code / fmt.CHROMA_ONE, opts.colour, wavelet)
     q_ll = np.rint(dec.ll.astype(np.float64) / ll_steps[:, None, None]).astype(np.int64)
     norm = [
         [band.astype(np.float64) / det_steps[lev][:, o][:, None, None] for o, band in enumerate(bands)]
@@ -187,7 +238,7 @@ def encode_transform(
     nonzero = np.zeros((c, geo.levels), dtype=bool)
     for lev, row in enumerate(norm):
         for ch in range(c):
-            nonzero[ch, lev] = any(bool(np.any(np.abs(b[ch]) >= 1.0 - deadzone)) for b in row)
+            nonzero[ch, lev] = any(bool(np.any(np.abs(b[ch]) >= 1.0 - opts.deadzone)) for b in row)
 
     coder = get_coder(_CODER)
     sym, esc = tq.symbols(tq.ll_residual(q_ll).reshape(c, -1))
@@ -198,7 +249,7 @@ def encode_transform(
     for lev, ch, phase in _passes(geo, nonzero):
         cls = state.classes(lev, ch, phase)
         y = np.concatenate([ctx.gather(norm[lev][o][ch], phase) for o in range(3)])
-        q = tq.quantise_pass(y, cls, ctx.N_CLASSES, deadzone, rdo)
+        q = tq.quantise_pass(y, cls, ctx.N_CLASSES, opts.deadzone, opts.rdo)
         stats.add(0 if ch == 0 else 1, q, y)
         sym, esc = tq.symbols(q)
         records.append(coder.encode(_split_by_class(sym, cls)))
@@ -207,10 +258,16 @@ def encode_transform(
     esc_all = np.concatenate(escapes)
     esc_bytes = fmt.leb128_encode(esc_all) if esc_all.size else b""
     esc_payload = coder.encode([np.frombuffer(esc_bytes, dtype=np.uint8)]) if esc_bytes else b""
-    offsets = [_offset_code(v) for v in stats.offsets()]
-    header = fmt.Header(step=step32, levels=geo.levels, chroma_code=chroma_code, bias_codes=offsets, nonzero=nonzero)
-    out = fmt.pack(header, records, len(esc_bytes), esc_payload, (c, h, w, use_colour))
-    log.debug("transform coder: %d bytes for %dx%dx%d at step %g", len(out), c, h, w, step32)
+    header = fmt.Header(
+        step=opts.step,
+        levels=geo.levels,
+        wavelet=WAVELETS.index(wavelet),
+        chroma_code=opts.chroma_code,
+        bias_codes=[_offset_code(v) for v in stats.offsets()],
+        nonzero=nonzero,
+    )
+    out = fmt.pack(header, records, len(esc_bytes), esc_payload, (c, h, w, opts.colour))
+    log.debug("transform coder: %d bytes for %dx%dx%d at step %g (%s)", len(out), c, h, w, opts.step, wavelet)
     return out
 
 
@@ -273,7 +330,8 @@ def _decode(data: bytes, c: int, h: int, w: int, colour: bool) -> F32:
 def _reconstruct(geo: _Geometry, hd: fmt.Header, q_det: list[list[I64]], q_ll: I64, colour: bool) -> F32:
     c = geo.channels
     use_colour = colour and c >= 3
-    ll_steps, det_steps = _steps(geo, hd.step, hd.chroma_code / fmt.CHROMA_ONE, use_colour)
+    wavelet = WAVELETS[hd.wavelet]
+    ll_steps, det_steps = _steps(geo, hd.step, hd.chroma_code / fmt.CHROMA_ONE, use_colour, wavelet)
     kinds = [0] + [1] * (c - 1)
     off1 = np.array([hd.bias_codes[2 * k] for k in kinds], dtype=np.float32)[:, None, None] / fmt.BIAS_ONE
     off2 = np.array([hd.bias_codes[2 * k + 1] for k in kinds], dtype=np.float32)[:, None, None] / fmt.BIAS_ONE
@@ -287,5 +345,5 @@ def _reconstruct(geo: _Geometry, hd: fmt.Header, q_det: list[list[I64]], q_ll: I
             mag *= det_steps[lev][:, o].astype(np.float32)[:, None, None]
             out.append(np.where(q < 0, -mag, mag).astype(np.float32))
         details.append((out[0], out[1], out[2]))
-    x = dwt97_inverse(Decomposition(ll=ll, details=details))
+    x = dwt_inverse(Decomposition(ll=ll, details=details), wavelet)
     return np.ascontiguousarray(colour_inverse(x) if use_colour else x, dtype=np.float32)

@@ -5,6 +5,7 @@
     u8      format version (1)
     f32     quantiser step (pixel units, in [MIN_STEP, MAX_STEP])
     u8      wavelet levels actually performed (<= MAX_LEVELS, and what the size allows)
+    u8      wavelet: 0 CDF 9/7, 1 LeGall 5/3, 2 Haar (transform_wavelet.WAVELETS)
     u8      chroma step multiplier, in 1/32 (1..255)
     4 x u8  reconstruction offsets toward zero, 128 + offset in 1/256 of a step:
             (|q| = 1, |q| >= 2) for the first channel, then for the others
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_EXCESS",
     "MAX_LEVELS",
     "MAX_STEP",
+    "N_WAVELETS",
     "MIN_STEP",
     "VERSION",
     "Header",
@@ -57,6 +59,7 @@ __all__ = [
 VERSION: Final = 1
 MAX_CHANNELS: Final = 4
 MAX_LEVELS: Final = 12
+N_WAVELETS: Final = 3
 #: Largest escaped excess magnitude (see transform_quant.ESC).
 MAX_EXCESS: Final = 1 << 24
 CHROMA_ONE: Final = 32
@@ -65,7 +68,7 @@ BIAS_MAX: Final = 127
 #: Accepted quantiser steps (pixel units).
 MIN_STEP: Final = 1.0 / 64.0
 MAX_STEP: Final = 4096.0
-_FIXED: Final = struct.Struct("<BfBB4B")
+_FIXED: Final = struct.Struct("<BfBBB4B")
 _LEB_MAX_BYTES: Final = 4  # MAX_EXCESS < 2**28
 
 Geometry = tuple[int, int, int, bool]
@@ -77,6 +80,7 @@ class Header:
 
     step: float
     levels: int
+    wavelet: int
     chroma_code: int
     bias_codes: list[int]
     nonzero: NDArray[np.bool_]  # (C, levels)
@@ -102,9 +106,10 @@ def _geometry_prefix(geom: Geometry) -> bytes:
 def pack(header: Header, records: Sequence[bytes], esc_bytes: int, esc_payload: bytes, geom: Geometry) -> bytes:
     """The complete stream (see module doc); ``esc_bytes`` is the LEB128 byte count (0: no escapes)."""
     nz = header.nonzero.reshape(-1)
+    biased = [b + 128 for b in header.bias_codes]
     mask = np.packbits(nz.astype(np.uint8), bitorder="little").tobytes() if nz.size else b""
     parts = [
-        _FIXED.pack(VERSION, header.step, header.levels, header.chroma_code, *[b + 128 for b in header.bias_codes]),
+        _FIXED.pack(VERSION, header.step, header.levels, header.wavelet, header.chroma_code, *biased),
         mask,
     ]
     for r in records:
@@ -176,12 +181,12 @@ def unpack(data: bytes, geom: Geometry) -> Stream:
     body, tail = data[:-4], data[-4:]
     if zlib.crc32(body, zlib.crc32(_geometry_prefix(geom))) != struct.unpack("<I", tail)[0]:
         raise BitstreamError("transform stream: check value mismatch (corrupted, or decoded with another size)")
-    version, step, levels, chroma, *bias = _FIXED.unpack_from(body, 0)
+    version, step, levels, wavelet, chroma, *bias = _FIXED.unpack_from(body, 0)
     if version != VERSION:
         raise BitstreamError(f"transform stream: unsupported version {version}")
     if not (np.isfinite(step) and MIN_STEP <= step <= MAX_STEP):
         raise BitstreamError("transform stream: invalid step")
-    if levels > MAX_LEVELS or chroma == 0 or any(abs(b - 128) > BIAS_MAX for b in bias):
+    if levels > MAX_LEVELS or wavelet >= N_WAVELETS or chroma == 0 or any(abs(b - 128) > BIAS_MAX for b in bias):
         raise BitstreamError("transform stream: invalid header field")
     n_bits = c * levels
     n_mask = (n_bits + 7) // 8
@@ -192,7 +197,7 @@ def unpack(data: bytes, geom: Geometry) -> Stream:
     if np.any(bits[n_bits:]):
         raise BitstreamError("transform stream: nonzero spare bits")
     nonzero = bits[:n_bits].reshape(c, levels) > 0
-    header = Header(float(step), int(levels), int(chroma), [b - 128 for b in bias], nonzero)
+    header = Header(float(step), int(levels), int(wavelet), int(chroma), [b - 128 for b in bias], nonzero)
     return Stream(body, header, pos + n_mask)
 
 
