@@ -228,7 +228,7 @@ def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
     ll_steps, det_steps = _steps(geo, opts.step, opts.chroma_code / fmt.CHROMA_ONE, opts.colour, wavelet)
     q_ll = np.rint(dec.ll.astype(np.float64) / ll_steps[:, None, None]).astype(np.int64)
     norm = [
-        [band.astype(np.float64) / det_steps[lev][:, o][:, None, None] for o, band in enumerate(bands)]
+        [band / det_steps[lev][:, o].astype(np.float32)[:, None, None] for o, band in enumerate(bands)]
         for lev, bands in enumerate(dec.details)
     ]
     peaks = [float(np.max(np.abs(b), initial=0)) for r in norm for b in r]
@@ -305,45 +305,55 @@ def _decode(data: bytes, c: int, h: int, w: int, colour: bool) -> F32:
     ll_vals = np.stack(coder.decode(stream.records[0], [ll_h * ll_w] * c)).astype(np.int64) - 128
     n_esc = int(np.count_nonzero(np.abs(ll_vals) == tq.ESC))
     state = _PassState(geo)
-    coded: list[I64] = []
+    q_det = [[np.zeros((c, bh, bw), dtype=np.int32) for bh, bw in row] for row in geo.shapes]
+    escaped: list[tuple[int, NDArray[np.intp]]] = []  # (pass index, positions of escape symbols)
     for k, (lev, ch, phase) in enumerate(passes):
         cls = state.classes(lev, ch, phase)
         arrays = coder.decode(stream.records[1 + k], np.bincount(cls, minlength=ctx.N_CLASSES).tolist())
         sym = np.empty(cls.size, dtype=np.uint8)
         sym[np.argsort(cls, kind="stable")] = np.concatenate(arrays)
-        vals = sym.astype(np.int64) - 128
-        n_esc += int(np.count_nonzero(np.abs(vals) == tq.ESC))
-        coded.append(vals)
+        vals = sym.astype(np.int32) - 128
+        idx = np.flatnonzero(np.abs(vals) == tq.ESC)
+        if idx.size:
+            escaped.append((k, idx))
+            n_esc += int(idx.size)
         state.record(lev, ch, phase, vals)
+        for o, part in enumerate(state.split(lev, phase, vals)):
+            ctx.scatter(q_det[lev][o][ch], phase, part)
     excess = stream.escapes(n_esc, coder)
 
     pos = tq.apply_escapes(ll_vals.reshape(-1), excess, 0)
-    q_det = [[np.zeros((c, bh, bw), dtype=np.int64) for bh, bw in row] for row in geo.shapes]
-    for (lev, ch, phase), vals in zip(passes, coded, strict=True):
-        pos = tq.apply_escapes(vals, excess, pos)
+    for k, idx in escaped:  # stream order: passes in turn, each in gather order
+        lev, ch, phase = passes[k]
+        vals = np.concatenate([ctx.gather(q_det[lev][o][ch], phase) for o in range(3)]).astype(np.int64)
+        vals[idx] += np.sign(vals[idx]) * excess[pos : pos + idx.size]
+        pos += int(idx.size)
         for o, part in enumerate(state.split(lev, phase, vals)):
             ctx.scatter(q_det[lev][o][ch], phase, part)
     q_ll = tq.ll_reconstruct(ll_vals.reshape(c, ll_h, ll_w))
     return _reconstruct(geo, hd, q_det, q_ll, colour)
 
 
-def _reconstruct(geo: _Geometry, hd: fmt.Header, q_det: list[list[I64]], q_ll: I64, colour: bool) -> F32:
+def _reconstruct(geo: _Geometry, hd: fmt.Header, q_det: list[list[I32]], q_ll: I64, colour: bool) -> F32:
     c = geo.channels
     use_colour = colour and c >= 3
     wavelet = WAVELETS[hd.wavelet]
     ll_steps, det_steps = _steps(geo, hd.step, hd.chroma_code / fmt.CHROMA_ONE, use_colour, wavelet)
     kinds = [0] + [1] * (c - 1)
-    off1 = np.array([hd.bias_codes[2 * k] for k in kinds], dtype=np.float32)[:, None, None] / fmt.BIAS_ONE
-    off2 = np.array([hd.bias_codes[2 * k + 1] for k in kinds], dtype=np.float32)[:, None, None] / fmt.BIAS_ONE
     ll = (q_ll.astype(np.float64) * ll_steps[:, None, None]).astype(np.float32)
     details: list[tuple[F32, F32, F32]] = []
     for lev, row in enumerate(q_det):
         out = []
         for o, q in enumerate(row):
-            a = np.abs(q).astype(np.float32)
-            mag = np.where(a == 1, a - off1, np.where(a > 1, a - off2, 0.0)).astype(np.float32)
-            mag *= det_steps[lev][:, o].astype(np.float32)[:, None, None]
-            out.append(np.where(q < 0, -mag, mag).astype(np.float32))
+            mag = np.abs(q).astype(np.float32)
+            for ch, kind in enumerate(kinds):
+                # m -> (m - offset) * step for m >= 1; 0 stays 0
+                off1, off2 = hd.bias_codes[2 * kind] / fmt.BIAS_ONE, hd.bias_codes[2 * kind + 1] / fmt.BIAS_ONE
+                m = mag[ch]
+                m -= np.where(m == 1, np.float32(off1), np.where(m > 1, np.float32(off2), np.float32(0)))
+                m *= np.float32(det_steps[lev][ch, o])
+            np.negative(mag, out=mag, where=q < 0)
+            out.append(mag)
         details.append((out[0], out[1], out[2]))
     x = dwt_inverse(Decomposition(ll=ll, details=details), wavelet)
     return np.ascontiguousarray(colour_inverse(x) if use_colour else x, dtype=np.float32)
