@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -117,12 +117,12 @@ class _PassState:
         bands = [self.mags[lev][o][ch] for o in range(3)]
         return ctx.step_classes(bands, phase, 0 if ch == 0 else 1, self._parents[key], cross)
 
-    def split(self, lev: int, phase: int, vals: NDArray[np.int64]) -> list[NDArray[np.int64]]:
+    def split(self, lev: int, phase: int, vals: NDArray[np.signedinteger[Any]]) -> list[NDArray[np.signedinteger[Any]]]:
         """A pass's values cut into its three bands' parts."""
         ends = np.cumsum([ctx.phase_count(bh, bw, phase) for bh, bw in self.geo.shapes[lev]])
         return np.split(vals, ends[:-1])
 
-    def record(self, lev: int, ch: int, phase: int, vals: NDArray[np.int64]) -> None:
+    def record(self, lev: int, ch: int, phase: int, vals: NDArray[np.signedinteger[Any]]) -> None:
         """Store a coded pass's values (capped magnitudes) for the contexts of later passes."""
         for o, part in enumerate(self.split(lev, phase, vals)):
             ctx.scatter(self.mags[lev][o][ch], phase, np.minimum(np.abs(part), ctx.CAP).astype(np.int32))
