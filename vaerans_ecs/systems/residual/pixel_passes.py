@@ -1,0 +1,183 @@
+"""Geometry of the hierarchical interlaced pixel coder, and the byte-level side-information I/O.
+
+The image is coded coarse to fine. At the level of step ``s`` the pixels on the grid of step
+``2s`` are known; three passes then add, in order, the positions at odd-odd multiples of ``s``
+("D", predicted from their four diagonal neighbours), at even-odd multiples ("H", from the four
+direct neighbours) and at odd-even multiples ("V", from eight neighbours). Every pass is one set
+of numpy operations, so encoder and decoder are vectorised per pass, with no per-pixel loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vaerans_ecs.errors import BitstreamError
+
+__all__ = ["Pass", "Reader", "Writer", "plan_passes"]
+
+I64 = NDArray[np.int64]
+
+#: Neighbour offsets, in units of the level's step, per pass kind; the "near" ones come first.
+OFFSETS: Final[dict[str, tuple[tuple[int, int], ...]]] = {
+    "D": ((-1, -1), (-1, 1), (1, -1), (1, 1), (-1, -3), (-1, 3), (1, -3), (1, 3), (-3, -1), (-3, 1), (3, -1), (3, 1),
+          (-3, -3), (-3, 3), (3, -3), (3, 3)),
+    "H": ((0, -1), (0, 1), (-1, 0), (1, 0), (0, -3), (0, 3), (-1, -2), (-1, 2), (1, -2), (1, 2), (-2, -1), (-2, 1),
+          (2, -1), (2, 1), (-3, 0), (3, 0)),
+    "V": ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1), (-3, 0), (3, 0), (0, -3), (0, 3),
+          (-2, -1), (-2, 1), (2, -1), (2, 1), (-1, -2), (-1, 2), (1, -2), (1, 2)),
+}  # fmt: skip
+#: Row and column parity (in units of the step) of each pass kind's targets.
+PARITY: Final[dict[str, tuple[int, int]]] = {"D": (1, 1), "H": (0, 1), "V": (1, 0)}
+
+
+def _axis(n: int, s: int, p: int, d: int) -> I64 | None:
+    """Indices along one axis of the neighbours at offset ``d*s`` of targets of parity ``p``.
+
+    Out-of-range neighbours are mirrored about the target (which keeps their parity, so they are
+    known too), then clamped into the range of their parity class; None if that class is empty.
+    """
+    q = (p + d) % 2
+    if q * s >= n:
+        return None
+    t = np.arange(p * s, n, 2 * s, dtype=np.int64)
+    c = t + d * s
+    c = np.where((c < 0) | (c >= n), t - d * s, c)
+    hi = q * s + 2 * s * ((n - 1 - q * s) // (2 * s))
+    out: I64 = np.clip(c, q * s, hi)
+    return out
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One pass: targets at ``(pr*s + 2s*i, pc*s + 2s*j)``, and the index arrays of their neighbours."""
+
+    step: int
+    kind: str
+    height: int
+    width: int
+    #: (row indices, column indices) per present neighbour offset, near ones first.
+    neighbours: list[tuple[I64, I64]] = field(compare=False)
+    near: int = 0
+
+    @property
+    def rows(self) -> slice:
+        return slice(PARITY[self.kind][0] * self.step, None, 2 * self.step)
+
+    @property
+    def cols(self) -> slice:
+        return slice(PARITY[self.kind][1] * self.step, None, 2 * self.step)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        s, (pr, pc) = self.step, PARITY[self.kind]
+        return (self.height - pr * s + 2 * s - 1) // (2 * s), (self.width - pc * s + 2 * s - 1) // (2 * s)
+
+    @property
+    def size(self) -> int:
+        h, w = self.shape
+        return h * w
+
+    def gather(self, plane: NDArray[np.int32]) -> list[NDArray[np.int32]]:
+        """The neighbour values of every target of this pass in one (H, W) plane, flattened."""
+        return [plane[np.ix_(r, c)].ravel() for r, c in self.neighbours]
+
+
+@lru_cache(maxsize=16)
+def plan_passes(height: int, width: int) -> tuple[Pass, ...]:
+    """The passes after the first pixel (0, 0), coarse to fine; empty for a 1x1 image (cached:
+    the index arrays are shared and must not be modified)."""
+    s = 1
+    while s < max(height, width):
+        s *= 2
+    out: list[Pass] = []
+    s //= 2
+    while s >= 1:
+        for kind in "DHV":
+            pr, pc = PARITY[kind]
+            if pr * s >= height or pc * s >= width:
+                continue
+            nbs: list[tuple[I64, I64]] = []
+            near = 0
+            for di, dj in OFFSETS[kind]:
+                r, c = _axis(height, s, pr, di), _axis(width, s, pc, dj)
+                if r is None or c is None:
+                    continue
+                nbs.append((r, c))
+                near += max(abs(di), abs(dj)) == 1
+            out.append(Pass(s, kind, height, width, nbs, near))
+        s //= 2
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------- side information
+
+
+class Writer:
+    """Appends unsigned/signed LEB128 varints and raw bytes."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def uint(self, v: int) -> None:
+        if v < 0:
+            raise ValueError("uint must be non-negative")
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            if v:
+                self.buf.append(b | 0x80)
+            else:
+                self.buf.append(b)
+                return
+
+    def sint(self, v: int) -> None:
+        self.uint(2 * v if v >= 0 else -2 * v - 1)
+
+    def bytes(self, b: bytes) -> None:
+        self.buf += b
+
+
+class Reader:
+    """Reads what :class:`Writer` wrote; any overrun or out-of-range value raises BitstreamError."""
+
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    def uint(self, limit: int) -> int:
+        """An unsigned varint, which must be <= limit."""
+        v = shift = 0
+        while True:
+            if self.pos >= len(self.data):
+                raise BitstreamError("pixel stream: truncated")
+            b = self.data[self.pos]
+            self.pos += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if v > limit:
+                raise BitstreamError(f"pixel stream: value {v} out of range (at most {limit})")
+            if not b & 0x80:
+                if b == 0 and shift > 7:
+                    raise BitstreamError("pixel stream: non-canonical varint")
+                return v
+
+    def sint(self, limit: int) -> int:
+        """A signed (zigzag) varint of magnitude <= limit."""
+        u = self.uint(2 * limit)
+        return u >> 1 if not u & 1 else -((u + 1) >> 1)
+
+    def take(self, n: int) -> bytes:
+        if n > len(self.data) - self.pos:
+            raise BitstreamError("pixel stream: truncated")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    @property
+    def left(self) -> int:
+        return len(self.data) - self.pos

@@ -1,0 +1,418 @@
+"""The predictive path of the pixel coder: per pass and channel, classified least-squares
+prediction, closed-loop near-lossless quantisation and context-classified rANS.
+
+For every pass (see :mod:`.pixel_passes`) and every channel in coding order (G, R, B, then
+alpha for colour images) the coder
+
+1. gathers the known neighbours (centred on ``mc``, the rounded mean of the near ones), for
+   colour channels after the first the earlier channels' reconstruction error at the target and
+   their centred target and near values, and optionally the centred base image;
+2. predicts ``mc + (sum_k w[c, k] f_k + 128) >> 8`` with integer weights per class ``c`` of a local
+   activity measure (the encoder fits them by iteratively reweighted least squares, an L1 fit);
+3. quantises the error with step ``2k+1`` (exact for ``k = 0``) and reduces it modulo the range,
+   so every symbol is one byte;
+4. splits the symbols into classes by an integer combination (fitted by the encoder) of
+   activity features the decoder knows, and codes each class with the ``"rans"`` coder.
+
+Side information per pass and channel (LEB128 varints): ``nls`` (0 = predict ``mc``; 9 =
+predict ``mc`` plus the first earlier colour channel's reconstruction minus its ``mc``; 10 =
+predict the base), with
+``0 < nls <= 8`` the base flag (only when a base is given), ``nls - 1`` class thresholds (first,
+then differences) and ``nls`` weight vectors (signed; class k > 0 relative to class k - 1);
+then ``nctx``, with ``nctx > 1`` the context weights (0..63 each) and ``nctx - 1`` strictly
+increasing thresholds (first, then differences minus one); last the rANS payload's length plus
+one and the payload, or 0 and the symbols as bytes (where that is smaller: tiny passes).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vaerans_ecs.errors import BitstreamError
+from vaerans_ecs.systems.entropy import get_coder
+from vaerans_ecs.systems.residual.pixel_passes import Pass, Reader, Writer, plan_passes
+
+__all__ = ["PixelState", "decode_predictive", "encode_predictive"]
+
+I32 = NDArray[np.int32]
+I64 = NDArray[np.int64]
+F64 = NDArray[np.float64]
+U8 = NDArray[np.uint8]
+
+SHIFT: Final = 8  # fixed-point bits of the prediction weights
+W_LIMIT: Final = 1 << 15
+MAX_LS: Final = 8  # at most this many predictor classes per pass and channel
+CROSS: Final = MAX_LS + 1  # predictor mode: mc plus the first earlier channel's centred target
+BASE: Final = MAX_LS + 2  # predictor mode: the base
+MAX_CTX: Final = 16  # at most this many entropy classes
+CTX_W_MAX: Final = 63
+THR_LIMIT: Final = 1 << 40
+LS_CLASSES: Final = 4
+LS_MIN: Final = 2000  # fewer targets than this: predict the near mean (no weights to send)
+CTX_CLASSES: Final = 12
+CTX_MIN_PER_CLASS: Final = 64
+FIT_ROWS: Final = 8192  # the encoder fits on at most this many evenly spaced targets per class
+IRLS_STEPS: Final = 2
+
+_CODER = get_coder("rans")
+
+
+@dataclass
+class PixelState:
+    """Reconstruction so far, |error| map and geometry shared by encoder and decoder."""
+
+    recon: I32  # (C, H, W)
+    err: I32  # (C, H, W): |reconstruction - prediction| where coded
+    base: I32 | None  # (C, H, W) or None
+    maxval: int
+    k: int
+
+    @property
+    def q(self) -> int:
+        return 2 * self.k + 1
+
+    @property
+    def modulus(self) -> int:
+        return (self.maxval + 2 * self.k) // self.q + 1
+
+
+def coding_order(channels: int) -> list[int]:
+    """G first for colour (then R, B, alpha); gray and gray+alpha in their own order."""
+    return [1, 0, 2, 3][:channels] if channels >= 3 else list(range(channels))
+
+
+@dataclass
+class _Plane:
+    """Everything about one channel in one pass that the decoder can compute before its symbols."""
+
+    feats: list[I32]  # centred features, without the constant
+    feats_base: list[I32]  # centred base features (empty without a base)
+    mc: I32
+    act: I64  # activity for the predictor classes
+    ctx: list[I32]  # context features (non-negative)
+    cross_at: int  # index in feats of the first earlier channel's centred target, -1 if none
+
+
+def _prepare(
+    st: PixelState,
+    p: Pass,
+    nb_all: list[I32],
+    e_all: list[I32],
+    ci: int,
+    c: int,
+    prev: list[tuple[I32, I32, list[I32]]],
+    colour: bool,
+) -> _Plane:
+    """Features of channel ``c`` (position ``ci`` in the coding order); ``prev`` holds, per earlier
+    colour channel of this pass, (signed error, centred target, centred near neighbours)."""
+    nb = [f[c] for f in nb_all]
+    near = nb[: p.near]
+    mc = ((sum(near, np.zeros_like(near[0])) + p.near // 2) // p.near).astype(np.int32)
+    feats = [f - mc for f in nb]
+    grad = sum((np.abs(a - b) for a, b in itertools.pairwise(near)), np.zeros_like(mc))
+    enear = sum((e[c] for e in e_all[: p.near]), np.zeros_like(mc))
+    efar = sum((e[c] for e in e_all[p.near :]), np.zeros_like(mc))
+    far = sum((np.abs(f) for f in feats[p.near :]), np.zeros_like(mc))
+    act = grad.astype(np.int64) + 2 * enear
+    ctx = [grad, enear, efar, far]
+    cross_at = len(feats) + 1 if colour and prev else -1
+    if colour:
+        for err, tgt, nears in prev:
+            feats += [err, tgt, *nears]
+            act += 4 * np.abs(err)
+            ctx.append(np.abs(err))
+    fb: list[I32] = []
+    if st.base is not None:
+        bt = st.base[c, p.rows, p.cols].ravel()
+        fb = [bt - mc] + [f - mc for f in p.gather(st.base[c])[: min(p.near, 4)]]
+        ctx.append(np.abs(fb[0]))
+    return _Plane(feats, fb, mc, act, ctx, cross_at)
+
+
+def _classes(values: I64, thresholds: list[int]) -> I64:
+    out: I64 = np.searchsorted(np.asarray(thresholds, dtype=np.int64), values, side="right").astype(np.int64)
+    return out
+
+
+def _predict(pl: _Plane, use_base: bool, cls: I64, weights: I64, maxval: int) -> I32:
+    """``clip(mc + (sum_k w[cls, k] f_k + w[cls, -1] * 1 + round) >> SHIFT)``, exact integers."""
+    feats = pl.feats + (pl.feats_base if use_base else [])
+    if weights.shape[0] == 0:
+        return pl.mc.copy()
+    one = weights.shape[0] == 1
+    acc = np.full(pl.mc.shape, 1 << (SHIFT - 1), dtype=np.int64)
+    acc += int(weights[0, -1]) if one else weights[cls, -1]
+    for k, f in enumerate(feats):
+        acc += f * (int(weights[0, k]) if one else weights[cls, k])
+    pred = pl.mc + (acc >> SHIFT)
+    out: I32 = np.clip(pred, 0, maxval).astype(np.int32)
+    return out
+
+
+def _dequantise(st: PixelState, pred: I32, sym: U8) -> tuple[I32, I32]:
+    """(reconstruction, signed error in pixel units) from the symbols, as the decoder sees them."""
+    m, q, k = st.modulus, st.q, st.k
+    qv = sym.astype(np.int64) - m // 2
+    v = pred + qv * q
+    qv += m * (v < -k).astype(np.int64) - m * (v > st.maxval + k).astype(np.int64)
+    rec = np.clip(pred + qv * q, 0, st.maxval).astype(np.int32)
+    return rec, rec - pred
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+def _fit(a: F64, y: F64) -> F64:
+    """Weights minimising roughly sum |y - a w| (IRLS from the least-squares start)."""
+    reg = 1e-3 * np.eye(a.shape[1])
+    w = np.linalg.solve(a.T @ a + reg, a.T @ y)
+    for _ in range(IRLS_STEPS):
+        wt = 1.0 / np.maximum(np.abs(y - a @ w), 1.0)
+        aw = a * wt[:, None]
+        w = np.linalg.solve(aw.T @ a + reg, aw.T @ y)
+    out: F64 = np.asarray(w, dtype=np.float64)
+    return out
+
+
+def _rows(idx: I64) -> I64:
+    """At most FIT_ROWS evenly spaced entries of ``idx``."""
+    step = max(1, -(-idx.size // FIT_ROWS))
+    return idx[::step]
+
+
+def _quantiles(values: I64, n: int) -> list[int]:
+    if n <= 1 or values.size == 0:
+        return []
+    qs = np.quantile(values, np.linspace(0, 1, n + 1)[1:-1], method="lower")
+    return sorted({int(v) for v in qs})
+
+
+def _fit_weights(pl: _Plane, use_base: bool, x: I32, cls: I64, ncls: int) -> I64:
+    feats = pl.feats + (pl.feats_base if use_base else [])
+    out = np.zeros((ncls, len(feats) + 1), dtype=np.int64)
+    y_all = x - pl.mc
+    for j in range(ncls):
+        idx = _rows(np.flatnonzero(cls == j))
+        if idx.size < 4 * (len(feats) + 1):
+            idx = _rows(np.arange(x.size, dtype=np.int64))
+        a = np.stack([f[idx] for f in feats] + [np.ones(idx.size, np.int32)], 1).astype(np.float64)
+        w = _fit(a, y_all[idx].astype(np.float64))
+        out[j] = np.clip(np.round(w * (1 << SHIFT)), -W_LIMIT + 1, W_LIMIT - 1).astype(np.int64)
+    return out
+
+
+def _fixed_weights(pl: _Plane, mode: int, has_base: bool) -> I64 | None:
+    """Weights of a fixed predictor: ``mc`` plus the first earlier channel's deviation from its
+    own ``mc`` (CROSS), or the base value (BASE); None where it does not apply."""
+    if mode == CROSS and pl.cross_at >= 0:
+        w = np.zeros((1, len(pl.feats) + 1), dtype=np.int64)
+        w[0, pl.cross_at] = 1 << SHIFT
+        return w
+    if mode == BASE and has_base:
+        w = np.zeros((1, len(pl.feats) + len(pl.feats_base) + 1), dtype=np.int64)
+        w[0, len(pl.feats)] = 1 << SHIFT
+        return w
+    return None
+
+
+def _l1(pl: _Plane, use_base: bool, x: I32, cls: I64, w: I64, maxval: int) -> int:
+    return int(np.abs(x - _predict(pl, use_base, cls, w, maxval)).sum())
+
+
+def _encode_plane(st: PixelState, pl: _Plane, x: I32, out: Writer) -> tuple[I32, I32]:
+    """Code one channel of one pass; returns (reconstruction, signed error)."""
+    n = x.size
+    nls = 0 if n < LS_MIN else (LS_CLASSES if n >= LS_MIN * LS_CLASSES else 1)
+    use_base = False
+    weights = np.zeros((0, 1), dtype=np.int64)
+    cls = np.zeros(n, dtype=np.int64)
+    if not nls:  # few targets: the best fixed predictor, no weights to send
+        best = _l1(pl, False, x, cls, weights, st.maxval)
+        for mode in (CROSS, BASE):
+            fixed = _fixed_weights(pl, mode, st.base is not None)
+            if fixed is not None and (cost := _l1(pl, mode == BASE, x, cls, fixed, st.maxval)) < best:
+                nls, weights, best = mode, fixed, cost
+        use_base = nls == BASE
+    out.uint(nls)
+    if 0 < nls <= MAX_LS:
+        thr = _quantiles(pl.act, nls)
+        cls = _classes(pl.act, thr)
+        weights = _fit_weights(pl, False, x, cls, len(thr) + 1)
+        if st.base is not None:
+            wb = _fit_weights(pl, True, x, cls, len(thr) + 1)
+            if _l1(pl, True, x, cls, wb, st.maxval) < _l1(pl, False, x, cls, weights, st.maxval):
+                use_base, weights = True, wb
+            out.uint(int(use_base))
+        out.uint(len(thr))
+        for i, t in enumerate(thr):
+            out.uint(t - (thr[i - 1] if i else 0))
+        prev = np.zeros(weights.shape[1], dtype=np.int64)
+        for row in weights:
+            for v, pv in zip(row.tolist(), prev.tolist(), strict=True):
+                out.sint(v - pv)
+            prev = row
+    pred = _predict(pl, use_base, cls, weights, st.maxval)
+    m, q, k = st.modulus, st.q, st.k
+    e = x.astype(np.int64) - pred
+    qv = np.sign(e) * ((np.abs(e) + k) // q)
+    sym = ((qv + m // 2) % m).astype(np.uint8)
+    rec, err = _dequantise(st, pred, sym)
+    # context classes
+    nctx = min(CTX_CLASSES, n // CTX_MIN_PER_CLASS)
+    cw: list[int] = []
+    thr_c: list[int] = []
+    if nctx > 1:
+        idx = _rows(np.arange(n, dtype=np.int64))
+        z = np.stack([f[idx] for f in pl.ctx] + [np.ones(idx.size, np.int32)], 1).astype(np.float64)
+        sol = np.linalg.solve(z.T @ z + 1e-3 * np.eye(z.shape[1]), z.T @ np.abs(err[idx]).astype(np.float64))[:-1]
+        top = float(np.max(sol))
+        if top > 0:
+            cw = np.clip(np.round(sol / top * CTX_W_MAX), 0, CTX_W_MAX).astype(np.int64).tolist()
+            thr_c = _quantiles(_ctx_value(pl, cw), nctx)
+    out.uint(len(thr_c) + 1)
+    if thr_c:
+        for v in cw:
+            out.uint(v)
+        for i, t in enumerate(thr_c):
+            out.uint(t - (thr_c[i - 1] + 1 if i else 0))
+        ccls = _classes(_ctx_value(pl, cw), thr_c)
+        order = np.argsort(ccls, kind="stable")
+        bands = np.split(sym[order], np.cumsum(np.bincount(ccls, minlength=len(thr_c) + 1))[:-1])
+    else:
+        bands = [sym]
+    payload = _CODER.encode(bands)
+    if len(payload) < n:
+        out.uint(len(payload) + 1)
+        out.bytes(payload)
+    else:  # tiny passes: the symbols as bytes beat the coder's tables and check value
+        out.uint(0)
+        out.bytes(sym.tobytes())
+    return rec, err
+
+
+def _ctx_value(pl: _Plane, cw: list[int]) -> I64:
+    acc = np.zeros(pl.mc.shape, dtype=np.int64)
+    for w, f in zip(cw, pl.ctx, strict=True):
+        if w:
+            acc += w * f.astype(np.int64)
+    return acc
+
+
+def _pass_data(st: PixelState, p: Pass) -> tuple[list[I32], list[I32]]:
+    """Neighbour values and |error| values of all channels: lists of (C, n) arrays."""
+    nbs = [np.take(np.take(st.recon, r, axis=1), c, axis=2).reshape(st.recon.shape[0], -1) for r, c in p.neighbours]
+    errs = [np.take(np.take(st.err, r, axis=1), c, axis=2).reshape(st.err.shape[0], -1) for r, c in p.neighbours]
+    return nbs, errs
+
+
+def _store(st: PixelState, p: Pass, c: int, rec: I32, err: I32) -> None:
+    h, w = p.shape
+    st.recon[c, p.rows, p.cols] = rec.reshape(h, w)
+    st.err[c, p.rows, p.cols] = np.abs(err).reshape(h, w)
+
+
+def encode_predictive(img: NDArray[np.integer], st: PixelState, out: Writer) -> None:
+    """Code ``img`` (H, W, C) pass by pass into ``out``; ``st.recon`` ends as the reconstruction."""
+    channels = img.shape[2]
+    order = coding_order(channels)
+    colour = channels >= 3
+    for c in range(channels):
+        out.uint(int(img[0, 0, c]))
+        st.recon[c, 0, 0] = img[0, 0, c]
+    for p in plan_passes(img.shape[0], img.shape[1]):
+        nbs, errs = _pass_data(st, p)
+        prev: list[tuple[I32, I32, list[I32]]] = []
+        for ci, c in enumerate(order):
+            pl = _prepare(st, p, nbs, errs, ci, c, prev if c < 3 else [], colour and c < 3)
+            x = img[p.rows, p.cols, c].ravel().astype(np.int32)
+            rec, err = _encode_plane(st, pl, x, out)
+            _store(st, p, c, rec, err)
+            if colour and c < 3:
+                prev.append((err, rec - pl.mc, pl.feats[: min(p.near, 4)]))
+
+
+# ----------------------------------------------------------------------------- decoder
+
+
+def _read_thresholds(r: Reader, count: int, strict: bool) -> list[int]:
+    out: list[int] = []
+    for i in range(count):
+        d = r.uint(THR_LIMIT)
+        out.append(d if not i else out[-1] + d + int(strict))
+        if out[-1] > THR_LIMIT:
+            raise BitstreamError("pixel stream: threshold out of range")
+    return out
+
+
+def _decode_plane(st: PixelState, pl: _Plane, n: int, r: Reader) -> tuple[I32, I32]:
+    nls = r.uint(BASE)
+    use_base = nls == BASE
+    weights = np.zeros((0, 1), dtype=np.int64)
+    cls = np.zeros(n, dtype=np.int64)
+    if nls > MAX_LS:
+        fixed = _fixed_weights(pl, nls, st.base is not None)
+        if fixed is None:
+            raise BitstreamError("pixel stream: fixed predictor not available here")
+        weights = fixed
+    elif nls:
+        if st.base is not None:
+            use_base = bool(r.uint(1))
+        thr = _read_thresholds(r, r.uint(MAX_LS - 1), strict=False)
+        nf = len(pl.feats) + (len(pl.feats_base) if use_base else 0) + 1
+        weights = np.zeros((len(thr) + 1, nf), dtype=np.int64)
+        prev = [0] * nf
+        for j in range(len(thr) + 1):
+            row = [pv + r.sint(2 * W_LIMIT) for pv in prev]
+            if any(abs(v) >= W_LIMIT for v in row):
+                raise BitstreamError("pixel stream: prediction weight out of range")
+            weights[j] = row
+            prev = row
+        cls = _classes(pl.act, thr)
+    pred = _predict(pl, use_base, cls, weights, st.maxval)
+    nctx = r.uint(MAX_CTX)
+    if nctx < 1:
+        raise BitstreamError("pixel stream: zero context classes")
+    if nctx > 1:
+        cw = [r.uint(CTX_W_MAX) for _ in pl.ctx]
+        thr_c = _read_thresholds(r, nctx - 1, strict=True)
+        ccls = _classes(_ctx_value(pl, cw), thr_c)
+        sizes = np.bincount(ccls, minlength=nctx).tolist()
+    else:
+        sizes = [n]
+    size = r.uint(r.left)
+    if size == 0:
+        bands = [np.frombuffer(r.take(n), dtype=np.uint8)]
+        sizes = [n]
+    else:
+        bands = _CODER.decode(r.take(size - 1), sizes)
+    if len(sizes) > 1:
+        sym = np.empty(n, dtype=np.uint8)
+        sym[np.argsort(ccls, kind="stable")] = np.concatenate(bands)
+    else:
+        sym = bands[0]
+    if int(sym.max(initial=0)) >= st.modulus:
+        raise BitstreamError("pixel stream: symbol out of range")
+    return _dequantise(st, pred, sym)
+
+
+def decode_predictive(st: PixelState, r: Reader) -> None:
+    """Decode what :func:`encode_predictive` wrote into ``st.recon``."""
+    channels, height, width = st.recon.shape
+    order = coding_order(channels)
+    colour = channels >= 3
+    for c in range(channels):
+        st.recon[c, 0, 0] = r.uint(st.maxval)
+    for p in plan_passes(height, width):
+        nbs, errs = _pass_data(st, p)
+        prev: list[tuple[I32, I32, list[I32]]] = []
+        for ci, c in enumerate(order):
+            pl = _prepare(st, p, nbs, errs, ci, c, prev if c < 3 else [], colour and c < 3)
+            rec, err = _decode_plane(st, pl, p.size, r)
+            _store(st, p, c, rec, err)
+            if colour and c < 3:
+                prev.append((err, rec - pl.mc, pl.feats[: min(p.near, 4)]))
