@@ -13,6 +13,13 @@ from vaerans_ecs.errors import BitstreamError
 from vaerans_ecs.systems.residual import transform_format as fmt
 from vaerans_ecs.systems.residual.colour import RGB_TO_YUV, colour_forward, colour_inverse
 from vaerans_ecs.systems.residual.transform import decode_transform, encode_transform
+from vaerans_ecs.systems.residual.transform_signs import (
+    N_SIGN_CONTEXTS,
+    sign_bits,
+    sign_contexts,
+    sign_score,
+    signs_from_bits,
+)
 from vaerans_ecs.systems.residual.transform_wavelet import WAVELETS, band_gains, dwt_forward, dwt_inverse
 
 
@@ -126,3 +133,26 @@ def test_resealed_header_fields_are_validated() -> None:
         bad[1:5] = np.array([step], dtype="<f4").tobytes()
         with pytest.raises(BitstreamError):
             decode_transform(fmt.seal(bytes(bad), (c, h, w, False)), c, h, w)
+
+
+@given(st.lists(st.tuples(st.integers(-300, 300).filter(bool), st.integers(-7, 7)), min_size=1, max_size=40))
+def test_sign_bits_invert(pairs: list[tuple[int, int]]) -> None:
+    q = np.array([p[0] for p in pairs], dtype=np.int64)
+    score = np.array([p[1] for p in pairs], dtype=np.int32)
+    bits = sign_bits(q, score)
+    assert set(np.unique(bits).tolist()) <= {0, 1}
+    assert np.array_equal(signs_from_bits(bits, score), np.sign(q))
+    # a correct prediction costs a 0 bit
+    assert not np.any(bits[(score > 0) & (q > 0)]) and not np.any(bits[(score < 0) & (q < 0)])
+    ctxs = sign_contexts(score, np.abs(q))
+    assert ctxs.max() < N_SIGN_CONTEXTS
+
+
+def test_sign_score_reads_only_decoded_neighbours_and_other_channels() -> None:
+    signs = np.zeros((6, 6), dtype=np.int8)
+    signs[0::2, 0::2] = 1  # pass 0 decoded, all positive
+    # HL, pass 2 at (even, odd) and (odd, even): up/down neighbours of (odd, even) are pass-0 positives
+    t = sign_score(signs, 2, 0, None, None, None)
+    assert t.shape == (18,) and t.min() >= 0 and t.max() > 0
+    first = -np.ones((6, 6), dtype=np.int8)
+    assert np.all(sign_score(np.zeros((6, 6), dtype=np.int8), 0, 2, None, first, None) < 0)

@@ -6,8 +6,10 @@ Pipeline: orthonormal colour transform (RGB -> YUV, :mod:`.colour`), CDF 9/7 wav
 (:mod:`.transform_quant`), then rANS coding by context class (:mod:`.transform_context`): each
 polyphase pass of each level and channel is split by an activity class computed from already
 decoded data, and each class is one array of the project's ``"rans"`` coder (which picks a
-compact model per array). The coarsest band is coded as a plane-predictor residual. Magnitudes
-beyond the symbol alphabet escape to a final section. Byte layout: :mod:`.transform_format`.
+compact model per array). Signs are bits in contexts of a sign prediction
+(:mod:`.transform_signs`), sent with the next pass. The coarsest band is coded as a
+plane-predictor residual. Magnitudes beyond the symbol alphabet escape to a final section.
+Byte layout: :mod:`.transform_format`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from vaerans_ecs.systems.entropy import get_coder
 from vaerans_ecs.systems.residual import transform_context as ctx
 from vaerans_ecs.systems.residual import transform_format as fmt
 from vaerans_ecs.systems.residual import transform_quant as tq
+from vaerans_ecs.systems.residual import transform_signs as sgn
 from vaerans_ecs.systems.residual.colour import colour_forward, colour_inverse
 from vaerans_ecs.systems.residual.transform_wavelet import (
     WAVELETS,
@@ -98,11 +101,13 @@ class _PassState:
 
     geo: _Geometry
     mags: list[list[I32]] = field(init=False)
+    signs: list[list[NDArray[np.int8]]] = field(init=False)
     _parents: dict[tuple[int, int], list[tuple[I32, I32] | None]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         c = self.geo.channels
         self.mags = [[np.zeros((c, bh, bw), dtype=np.int32) for bh, bw in row] for row in self.geo.shapes]
+        self.signs = [[np.zeros((c, bh, bw), dtype=np.int8) for bh, bw in row] for row in self.geo.shapes]
 
     def classes(self, lev: int, ch: int, phase: int) -> U8:
         """Context classes of a pass's coefficients (HL, LH, HH in turn, :func:`ctx.gather` order)."""
@@ -127,11 +132,46 @@ class _PassState:
         for o, part in enumerate(self.split(lev, phase, vals)):
             ctx.scatter(self.mags[lev][o][ch], phase, np.minimum(np.abs(part), ctx.CAP).astype(np.int32))
 
+    def sign_score(self, lev: int, ch: int, phase: int) -> I32:
+        """Sign prediction scores of a pass's coefficients (from the signs decoded so far)."""
+        up = lev + 1 < self.geo.levels
+        parts = []
+        for o in range(3):
+            sg = self.signs[lev][o]
+            parent = self.signs[lev + 1][o][ch] if up else None
+            first = sg[0] if ch >= 1 else None
+            second = sg[1] if ch == 2 else None
+            parts.append(sgn.sign_score(sg[ch], phase, o, parent, first, second))
+        return np.concatenate(parts)
 
-def _split_by_class(sym: U8, cls: U8) -> list[U8]:
+    def record_signs(self, lev: int, ch: int, phase: int, signs: NDArray[np.int8]) -> None:
+        """Store a pass's signs (-1, 0, 1 per coefficient, gather order)."""
+        for o, part in enumerate(self.split(lev, phase, signs)):
+            ctx.scatter(self.signs[lev][o][ch], phase, part)
+
+
+def _split_by_class(sym: U8, cls: U8, n_classes: int = ctx.N_CLASSES) -> list[U8]:
     order = np.argsort(cls, kind="stable")
-    counts = np.bincount(cls, minlength=ctx.N_CLASSES)
+    counts = np.bincount(cls, minlength=n_classes)
     return np.split(sym[order], np.cumsum(counts)[:-1])
+
+
+def _unsplit(arrays: list[U8], cls: U8) -> U8:
+    """Inverse of :func:`_split_by_class`."""
+    out = np.empty(cls.size, dtype=np.uint8)
+    out[np.argsort(cls, kind="stable")] = np.concatenate(arrays) if arrays else out[:0]
+    return out
+
+
+def _encode_signs(state: _PassState, done: tuple[int, int, int, I64]) -> list[U8]:
+    """Sign-bit arrays (one per context) of a coded pass, then its signs join the state."""
+    lev, ch, phase, q = done
+    score = state.sign_score(lev, ch, phase)
+    nz = q != 0
+    bits = sgn.sign_bits(q[nz], score[nz])
+    arrays = _split_by_class(bits, sgn.sign_contexts(score[nz], np.abs(q[nz])), sgn.N_SIGN_CONTEXTS)
+    state.record_signs(lev, ch, phase, np.sign(q).astype(np.int8))
+    return arrays
 
 
 def _offset_code(v: float) -> int:
@@ -246,15 +286,20 @@ def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
     escapes = [esc.ravel()]
     state = _PassState(geo)
     stats = tq.RateDistortionStats()
+    done: tuple[int, int, int, I64] | None = None  # the previous pass: its signs ride with this one
     for lev, ch, phase in _passes(geo, nonzero):
+        arrays = _encode_signs(state, done) if done is not None else []
         cls = state.classes(lev, ch, phase)
         y = np.concatenate([ctx.gather(norm[lev][o][ch], phase) for o in range(3)])
         q = tq.quantise_pass(y, cls, ctx.N_CLASSES, opts.deadzone, opts.rdo)
         stats.add(0 if ch == 0 else 1, q, y)
-        sym, esc = tq.symbols(q)
-        records.append(coder.encode(_split_by_class(sym, cls)))
+        sym, esc = tq.magnitude_symbols(q)
+        records.append(coder.encode(arrays + _split_by_class(sym, cls)))
         escapes.append(esc)
         state.record(lev, ch, phase, q)
+        done = (lev, ch, phase, q)
+    if done is not None:
+        records.append(coder.encode(_encode_signs(state, done)))
     esc_all = np.concatenate(escapes)
     esc_bytes = fmt.leb128_encode(esc_all) if esc_all.size else b""
     esc_payload = coder.encode([np.frombuffer(esc_bytes, dtype=np.uint8)]) if esc_bytes else b""
@@ -298,7 +343,7 @@ def _decode(data: bytes, c: int, h: int, w: int, colour: bool) -> F32:
     if geo.levels != hd.levels:
         raise BitstreamError(f"transform stream: {hd.levels} wavelet levels is too many for {h}x{w}")
     passes = _passes(geo, hd.nonzero)
-    stream.expect_records(1 + len(passes))
+    stream.expect_records(1 + len(passes) + (1 if passes else 0))
     coder = get_coder(_CODER)
 
     ll_h, ll_w = geo.ll_shape
@@ -307,19 +352,38 @@ def _decode(data: bytes, c: int, h: int, w: int, colour: bool) -> F32:
     state = _PassState(geo)
     q_det = [[np.zeros((c, bh, bw), dtype=np.int32) for bh, bw in row] for row in geo.shapes]
     escaped: list[tuple[int, NDArray[np.intp]]] = []  # (pass index, positions of escape symbols)
-    for k, (lev, ch, phase) in enumerate(passes):
-        cls = state.classes(lev, ch, phase)
-        arrays = coder.decode(stream.records[1 + k], np.bincount(cls, minlength=ctx.N_CLASSES).tolist())
-        sym = np.empty(cls.size, dtype=np.uint8)
-        sym[np.argsort(cls, kind="stable")] = np.concatenate(arrays)
-        vals = sym.astype(np.int32) - 128
-        idx = np.flatnonzero(np.abs(vals) == tq.ESC)
+    done: tuple[int, int, int, I32] | None = None  # the previous pass (magnitudes): its signs come now
+    for k in range(len(passes) + 1 if passes else 0):
+        sizes: list[int] = []
+        if done is not None:
+            score = state.sign_score(*done[:3])
+            nz = done[3] != 0
+            sctx = sgn.sign_contexts(score[nz], done[3][nz])
+            sizes += np.bincount(sctx, minlength=sgn.N_SIGN_CONTEXTS).tolist()
+        if k < len(passes):
+            lev, ch, phase = passes[k]
+            cls = state.classes(lev, ch, phase)
+            sizes += np.bincount(cls, minlength=ctx.N_CLASSES).tolist()
+        arrays = coder.decode(stream.records[1 + k], sizes)
+        if done is not None:
+            signs = np.zeros(done[3].size, dtype=np.int8)
+            signs[nz] = sgn.signs_from_bits(_unsplit(arrays[: sgn.N_SIGN_CONTEXTS], sctx), score[nz])
+            state.record_signs(*done[:3], signs)
+            for o, part in enumerate(state.split(done[0], done[2], signs)):
+                band = q_det[done[0]][o][done[1]]
+                ctx.scatter(band, done[2], ctx.gather(band, done[2]) * part)
+            arrays = arrays[sgn.N_SIGN_CONTEXTS :]
+        if k == len(passes):
+            break
+        vals = _unsplit(arrays, cls).astype(np.int32)
+        idx = np.flatnonzero(vals == tq.ESC)
         if idx.size:
             escaped.append((k, idx))
             n_esc += int(idx.size)
         state.record(lev, ch, phase, vals)
         for o, part in enumerate(state.split(lev, phase, vals)):
             ctx.scatter(q_det[lev][o][ch], phase, part)
+        done = (lev, ch, phase, vals)
     excess = stream.escapes(n_esc, coder)
 
     pos = tq.apply_escapes(ll_vals.reshape(-1), excess, 0)

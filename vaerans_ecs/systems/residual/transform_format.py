@@ -11,8 +11,11 @@
             (|q| = 1, |q| >= 2) for the first channel, then for the others
     bytes   nonzero mask, ceil(C * levels / 8) bytes: bit (c * levels + l), LSB first, says that
             channel c has a nonzero coefficient at level l (its passes are coded); spare bits 0
-    records LL record, then one record per coded pass; a record is a LEB128 length + a payload
-            of the project's "rans" coder
+    records LEB128 length + payload of the project's "rans" coder each: the LL record (C arrays
+            of signed symbols), one record per coded pass (the previous pass's sign bits in
+            N_SIGN_CONTEXTS arrays, none for the first pass, then this pass's magnitude symbols in
+            N_CLASSES arrays), and when any pass was coded a last record with the last pass's
+            sign bits
     escape  only when the symbols contain escapes: LEB128 byte count n, LEB128 length, a "rans"
             payload of one array of n bytes: the excess magnitudes, LEB128 each, in stream order
     u32     CRC-32 of (C, H, W, colour as 4 x u32) followed by every byte before it; colour is 1

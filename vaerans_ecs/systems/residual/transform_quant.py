@@ -8,7 +8,7 @@ the encoder and sent in the header); ``m = 0`` at 0.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,6 +19,7 @@ __all__ = [
     "apply_escapes",
     "ll_reconstruct",
     "ll_residual",
+    "magnitude_symbols",
     "quantise_pass",
     "symbols",
 ]
@@ -39,6 +40,12 @@ def symbols(q: I64) -> tuple[U8, I64]:
     sym = (np.clip(q, -ESC, ESC) + 128).astype(np.uint8)
     a = np.abs(q)
     return sym, a[a >= ESC] - ESC
+
+
+def magnitude_symbols(q: I64) -> tuple[U8, I64]:
+    """uint8 symbols ``min(|q|, ESC)`` and the escaped excesses ``|q| - ESC``, in order."""
+    a = np.abs(q)
+    return np.minimum(a, ESC).astype(np.uint8), a[a >= ESC] - ESC
 
 
 def apply_escapes(vals: I64, excess: I64, pos: int) -> int:
@@ -64,41 +71,45 @@ def ll_reconstruct(r: I64) -> I64:
     return out
 
 
-def _bits_table(m: I64, neg: NDArray[np.bool_], cls: U8, n_classes: int) -> F64:
-    """Estimated bits of every signed symbol in every class, from the histogram of ``m``."""
-    mag = np.minimum(m, ESC)
-    sym = np.where(neg, -mag, mag) + 128
-    hist = np.bincount(cls.astype(np.int64) * 256 + sym, minlength=n_classes * 256).reshape(n_classes, 256)
+def _bits_table(m: I64, cls: U8, n_classes: int) -> F64:
+    """Estimated bits of every magnitude symbol in every class, from the histogram of ``m``."""
+    sym = cls.astype(np.int64) * 128 + np.minimum(m, ESC)
+    hist = np.bincount(sym, minlength=n_classes * 128).reshape(n_classes, 128)
     cnt = hist.astype(np.float64) + 0.05
     bits: F64 = np.log2(cnt.sum(axis=1, keepdims=True)) - np.log2(cnt)
     return bits
 
 
-def quantise_pass(y: F64, cls: U8, n_classes: int, deadzone: float, lam: float) -> I64:
+def quantise_pass(y: NDArray[np.floating[Any]], cls: U8, n_classes: int, deadzone: float, lam: float) -> I64:
     """Signed quantised values of one pass's normalised coefficients ``y``.
 
     ``lam == 0``: dead-zone rounding ``floor(|y| + deadzone)``. Otherwise a rate-distortion choice
     per coefficient between the nearest magnitude and the one below, minimising
-    ``(|y| - reconstruction)**2 + lam * bits``, with bits estimated per class from the dead-zone
-    result (two rounds). The decoder does not care how the values were chosen.
+    ``(|y| - reconstruction)**2 + lam * bits`` (magnitude bits estimated per class from the
+    dead-zone result, two rounds, plus one bit of sign). The decoder does not care how the
+    values were chosen.
     """
     a = np.abs(y)
     neg = y < 0
     m = np.floor(a + deadzone).astype(np.int64)
     if lam > 0 and a.size:
-        hi = np.floor(a + 0.5).astype(np.int64)
-        lo = np.maximum(hi - 1, 0)
-        d_hi = np.square(a - _recon_guess(hi))
-        d_lo = np.square(a - _recon_guess(lo))
-        rows = cls.astype(np.int64)
+        # only coefficients whose nearest magnitude is >= 1 have a choice to make
+        sel = np.flatnonzero(a >= 0.5)
+        hi = np.floor(a[sel] + 0.5).astype(np.int64)
+        lo = hi - 1
+        d_hi = np.square(a[sel] - _recon_guess(hi))
+        d_lo = np.square(a[sel] - _recon_guess(lo))
+        rows = cls[sel].astype(np.int64)
+        hi_sym, lo_sym = np.minimum(hi, ESC), np.minimum(lo, ESC)
+        sign_lo = lo > 0
         for _ in range(2):
-            bits = _bits_table(m, neg, cls, n_classes)
-            s_hi = 128 + np.where(neg, -1, 1) * np.minimum(hi, ESC)
-            s_lo = 128 + np.where(neg, -1, 1) * np.minimum(lo, ESC)
-            j_hi = d_hi + lam * bits[rows, s_hi]
-            j_lo = d_lo + lam * bits[rows, s_lo]
-            m = np.where(j_lo < j_hi, lo, hi)
-    return np.where(neg, -m, m)
+            bits = _bits_table(m, cls, n_classes)
+            j_hi = d_hi + lam * (bits[rows, hi_sym] + 1.0)
+            j_lo = d_lo + lam * (bits[rows, lo_sym] + sign_lo)
+            m = np.zeros_like(m)
+            m[sel] = np.where(j_lo < j_hi, lo, hi)
+    out: I64 = np.where(neg, -m, m)
+    return out
 
 
 def _recon_guess(m: I64) -> F64:
