@@ -3,11 +3,16 @@
 Screenshots, charts and rendered text repeat whole runs of pixels, which a context model with
 static per-class tables cannot exploit; LZ77 matching can. Two bodies:
 
-* colour bytes: one byte ``f`` (filter: 0 none, 1 left difference, 2 up difference, 3 both,
-  all modulo 256 per channel, so the decoder inverts them with cumulative sums), then a raw
-  LZMA2 stream (dictionary size derived from the image size) of the filtered (H, W, C) bytes;
-* palette: ``K - 1`` (one byte), the K colours (C bytes each), then a raw LZMA2 stream of the
-  index plane, rows packed to 1, 2, 4 or 8 bits per index as the colour count allows (as PNG).
+* colour bytes: one byte ``f | s << 2`` (filter ``f``: 0 none, 1 left difference, 2 up
+  difference, 3 both, all modulo 256 per channel, so the decoder inverts them with cumulative
+  sums; ``s`` indexes :data:`PROPS`, the LZMA2 literal settings), then a raw LZMA2 stream
+  (dictionary size derived from the image size) of the filtered (H, W, C) bytes;
+* palette: ``K - 1`` and ``s`` (one byte each), the K colours (C bytes each), then a raw LZMA2
+  stream of the index plane, rows packed to 1, 2, 4 or 8 bits per index as the colour count
+  allows (as PNG).
+
+The encoder picks the filter and setting by compressed size (of a sample of row bands for
+large images).
 
 The raw path stores the (H, W, C) bytes as they are.
 """
@@ -28,21 +33,42 @@ __all__ = ["decode_lz_colour", "decode_lz_index", "encode_lz_colour", "encode_lz
 U8 = NDArray[np.uint8]
 
 N_FILTERS: Final = 4
+#: LZMA2 literal context settings (lc, lp, pb) the encoder chooses from: default, none, 4 bits.
+PROPS: Final = ((3, 0, 2), (0, 0, 0), (4, 0, 0))
+SAMPLE_BYTES: Final = 1 << 17
 
 
-def _filters(raw_len: int) -> list[dict[str, Any]]:
+def _filters(raw_len: int, props: int) -> list[dict[str, Any]]:
     dict_size = 1 << 16
     while dict_size < raw_len and dict_size < 1 << 26:
         dict_size <<= 1
-    return [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": dict_size}]
+    lc, lp, pb = PROPS[props]
+    return [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": dict_size, "lc": lc, "lp": lp, "pb": pb}]
 
 
-def _compress(raw: bytes) -> bytes:
-    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_filters(len(raw)))
+def _compress(raw: bytes, props: int) -> bytes:
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_filters(len(raw), props))
 
 
-def _decompress(data: bytes, size: int) -> bytes:
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_filters(size))
+def _sample(rows: NDArray[np.uint8]) -> bytes:
+    """About SAMPLE_BYTES of whole row bands spread over the image, to compare options cheaply."""
+    band = max(1, SAMPLE_BYTES // (8 * max(1, rows[0].nbytes)))
+    step = max(band, rows.shape[0] // 8)
+    return b"".join(rows[i : i + band].tobytes() for i in range(0, rows.shape[0], step))
+
+
+def _best(options: dict[int, NDArray[np.uint8]]) -> tuple[int, int, bytes]:
+    """(option key, props, compressed) of the smallest of filtered planes x LZMA2 literal settings:
+    options are ranked on a sample of rows when the planes are large."""
+    large = next(iter(options.values())).nbytes > 2 * SAMPLE_BYTES
+    sample = (lambda a: _sample(a)) if large else (lambda a: a.tobytes())
+    ranked = sorted((len(_compress(sample(a), pr)), key, pr) for key, a in options.items() for pr in range(len(PROPS)))
+    key, pr = ranked[0][1], ranked[0][2]
+    return key, pr, _compress(options[key].tobytes(), pr)
+
+
+def _decompress(data: bytes, size: int, props: int) -> bytes:
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_filters(size, props))
     try:
         out = d.decompress(data, max_length=size + 1)
         ok = len(out) == size and d.eof and not d.unused_data
@@ -74,16 +100,17 @@ def _unfilter(x: U8, f: int) -> U8:
 
 
 def encode_lz_colour(img: U8) -> bytes:
-    """Filter (the one leaving the most zero bytes) + LZMA2 of an (H, W, C) uint8 image."""
-    best = max(range(N_FILTERS), key=lambda f: (int(np.count_nonzero(_filter(img, f) == 0)), -f))
-    return bytes([best]) + _compress(_filter(img, best).tobytes())
+    """The best filter and literal setting + LZMA2 of an (H, W, C) uint8 image."""
+    f, pr, data = _best({f: _filter(img, f) for f in range(N_FILTERS)})
+    return bytes([f | pr << 2]) + data
 
 
 def decode_lz_colour(r: Reader, height: int, width: int, channels: int) -> U8:
-    f = r.take(1)[0]
-    if f >= N_FILTERS:
-        raise BitstreamError("pixel stream: unknown filter")
-    raw = _decompress(r.take(r.left), height * width * channels)
+    head = r.take(1)[0]
+    f, pr = head & 3, head >> 2
+    if pr >= len(PROPS):
+        raise BitstreamError("pixel stream: unknown LZMA2 setting")
+    raw = _decompress(r.take(r.left), height * width * channels, pr)
     return _unfilter(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, channels), f)
 
 
@@ -103,16 +130,19 @@ def encode_lz_index(index: U8, colours: NDArray[np.uint8]) -> bytes:
     packed = np.zeros(groups.shape[:2], dtype=np.uint16)
     for i in range(per):
         packed |= groups[:, :, i] << (8 - bits * (i + 1))
-    return bytes([colours.shape[0] - 1]) + colours.tobytes() + _compress(packed.astype(np.uint8).tobytes())
+    _, pr, data = _best({0: packed.astype(np.uint8)})
+    return bytes([colours.shape[0] - 1, pr]) + colours.tobytes() + data
 
 
 def decode_lz_index(r: Reader, height: int, width: int, channels: int) -> U8:
-    k = r.take(1)[0] + 1
+    k, pr = r.take(1)[0] + 1, r.take(1)[0]
+    if pr >= len(PROPS):
+        raise BitstreamError("pixel stream: unknown LZMA2 setting")
     colours = np.frombuffer(r.take(k * channels), dtype=np.uint8).reshape(k, channels)
     bits = index_bits(k)
     per = 8 // bits
     row = -(-width // per)
-    raw = np.frombuffer(_decompress(r.take(r.left), height * row), dtype=np.uint8).reshape(height, row)
+    raw = np.frombuffer(_decompress(r.take(r.left), height * row, pr), dtype=np.uint8).reshape(height, row)
     parts = [(raw >> (8 - bits * (i + 1))) & ((1 << bits) - 1) for i in range(per)]
     index = np.stack(parts, 2).reshape(height, row * per)[:, :width]
     if int(index.max(initial=0)) >= k:
