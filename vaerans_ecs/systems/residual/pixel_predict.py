@@ -58,6 +58,7 @@ CTX_CLASSES: Final = 12
 CTX_MIN_PER_CLASS: Final = 64
 FIT_ROWS: Final = 8192  # the encoder fits on at most this many evenly spaced targets per class
 IRLS_STEPS: Final = 2
+GRAM_ROWS: Final = 192
 
 _CODER = get_coder("rans")
 
@@ -167,14 +168,24 @@ def _dequantise(st: PixelState, pred: I32, sym: U8) -> tuple[I32, I32]:
 # ----------------------------------------------------------------------------- encoder
 
 
+def _gram(a: F64) -> F64:
+    """``a.T @ a`` in row blocks small enough that BLAS stays single-threaded: threaded BLAS
+    calls are many times slower on a machine whose cores are busy."""
+    out = np.zeros((a.shape[1], a.shape[1]))
+    for i in range(0, a.shape[0], GRAM_ROWS):
+        blk = a[i : i + GRAM_ROWS]
+        out += blk.T @ blk
+    return out
+
+
 def _fit(a: F64, y: F64) -> F64:
     """Weights minimising roughly sum |y - a w| (IRLS from the least-squares start)."""
     reg = 1e-3 * np.eye(a.shape[1])
-    w = np.linalg.solve(a.T @ a + reg, a.T @ y)
+    w = np.linalg.solve(_gram(a) + reg, (a * y[:, None]).sum(axis=0))
     for _ in range(IRLS_STEPS):
-        wt = 1.0 / np.maximum(np.abs(y - a @ w), 1.0)
-        aw = a * wt[:, None]
-        w = np.linalg.solve(aw.T @ a + reg, aw.T @ y)
+        sw = 1.0 / np.sqrt(np.maximum(np.abs(y - (a * w).sum(axis=1)), 1.0))
+        aw = a * sw[:, None]
+        w = np.linalg.solve(_gram(aw) + reg, (aw * (y * sw)[:, None]).sum(axis=0))
     out: F64 = np.asarray(w, dtype=np.float64)
     return out
 
@@ -269,7 +280,8 @@ def _encode_plane(st: PixelState, pl: _Plane, x: I32, out: Writer) -> tuple[I32,
     if nctx > 1:
         idx = _rows(np.arange(n, dtype=np.int64))
         z = np.stack([f[idx] for f in pl.ctx] + [np.ones(idx.size, np.int32)], 1).astype(np.float64)
-        sol = np.linalg.solve(z.T @ z + 1e-3 * np.eye(z.shape[1]), z.T @ np.abs(err[idx]).astype(np.float64))[:-1]
+        rhs = (z * np.abs(err[idx]).astype(np.float64)[:, None]).sum(axis=0)
+        sol = np.linalg.solve(_gram(z) + 1e-3 * np.eye(z.shape[1]), rhs)[:-1]
         top = float(np.max(sol))
         if top > 0:
             cw = np.clip(np.round(sol / top * CTX_W_MAX), 0, CTX_W_MAX).astype(np.int64).tolist()
