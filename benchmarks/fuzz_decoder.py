@@ -2,10 +2,12 @@
 
 Seeds are small valid streams made with the committed synthetic model of ``tests/fixtures``
 (registered under the name the golden streams record), over every wavelet and coder and a few
-qualities and sizes. Each input is one mutation of a seed (kinds and their meaning:
-``tests/fixtures/streamfuzz.py``; ``*_crc`` kinds recompute the CRC so the parser behind the
-checksum sees forged data) and is fed to ``inspect`` and then to ``decompress`` under a low
-``[runtime] max_pixels`` (forged sizes must be refused, not honoured) and a small arena.
+qualities and sizes, each in the v2 layout the library writes and in the v1 layout it still reads.
+Each input is one mutation of a seed (kinds and their meaning: ``tests/fixtures/streamfuzz.py``;
+``*_crc`` kinds recompute the CRC so the parser behind the checksum sees forged data; the
+structure-aware kinds rearrange whole stage records and sections, forge model names, sizes,
+the layout byte and nested layers) and is fed to ``inspect`` and then to ``decompress`` under a
+low ``[runtime] max_pixels`` (forged sizes must be refused, not honoured) and a small arena.
 
 Outcome of each call: ``ok``, ``BitstreamError``, ``other VaeransError`` (ModelError & co.),
 ``BUG`` (any other exception: the decoder promises to raise only VaeransError subclasses), and
@@ -15,9 +17,9 @@ warning, e.g. numpy's RuntimeWarning on overflow, was emitted while decoding). P
 kind, a reproducer for each distinct bug (``--bugs-dir`` keeps the inputs), and the time per 1k
 inputs; ``--json`` writes it all::
 
-    python benchmarks/fuzz_decoder.py [--n 100000] [--seed 0] [--json PATH] [--trace-every 10]
+    python benchmarks/fuzz_decoder.py [--n 100000] [--seed 0] [--json PATH] [--trace-every 10] [--kinds struct]
 
-Exit status 1 when a bug, a slow input or an over-limit allocation was seen.
+Exit status 1 when a bug, a slow input, an over-limit allocation or an input over 10 kB was seen.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.streamfuzz import KINDS, RAW_KINDS, random_mutation  # noqa: E402
+from tests.fixtures.streamfuzz import KINDS, RAW_KINDS, STRUCT_KINDS, as_v1, random_mutation  # noqa: E402
 from vaerans_ecs import api  # noqa: E402
 from vaerans_ecs.config import ArenaConfig, Config, RuntimeConfig, get_config, set_config  # noqa: E402
 from vaerans_ecs.errors import BitstreamError, VaeransError  # noqa: E402
@@ -69,8 +71,8 @@ def fixture_model() -> str:
     return "fuzz-s8"
 
 
-def make_seeds(model: str) -> list[bytes]:
-    """Small valid streams: 4 sizes x (every wavelet x every coder) at two qualities."""
+def make_seeds(model: str, *, v1: bool = True) -> list[bytes]:
+    """Small valid streams: 4 sizes x (every wavelet x every coder) at two qualities, v2 then (``v1``) as v1."""
     rng = np.random.default_rng(1234)
     seeds = []
     sizes = [(16, 16), (37, 23), (9, 70), (64, 48)]
@@ -82,7 +84,7 @@ def make_seeds(model: str) -> list[bytes]:
             for coder in ("rans-ctx", "rans", "range", "zlib", "lzma"):
                 for quality in (30, 90):
                     seeds.append(api.compress(img, quality, model=model, wavelet=wavelet, coder=coder))
-    return seeds
+    return seeds + [as_v1(s) for s in seeds] if v1 else seeds
 
 
 def classify(fn: Any, data: bytes) -> tuple[str, str]:
@@ -102,14 +104,14 @@ def classify(fn: Any, data: bytes) -> tuple[str, str]:
 
 def run_campaign(args: argparse.Namespace) -> dict[str, Any]:
     model = fixture_model()
-    seeds = make_seeds(model)
+    seeds = make_seeds(model, v1=not args.no_v1)
     saved = get_config()
     set_config(Config(
         arena=ArenaConfig(capacity_mb=args.arena_mb, max_capacity_mb=4 * args.arena_mb),
         runtime=RuntimeConfig(max_pixels=args.max_pixels, intra_op_threads=1),
     ))
     rng = random.Random(args.seed)
-    kinds = args.kinds.split(",") if args.kinds else list(KINDS)
+    kinds = list(STRUCT_KINDS) if args.kinds == "struct" else args.kinds.split(",") if args.kinds else list(KINDS)
     counts: dict[str, collections.Counter[str]] = {k: collections.Counter() for k in kinds}
     bugs: dict[str, dict[str, Any]] = {}
     slow: list[dict[str, Any]] = []
@@ -117,6 +119,8 @@ def run_campaign(args: argparse.Namespace) -> dict[str, Any]:
     peak_alloc = 0
     warned: collections.Counter[str] = collections.Counter()
     traced = 0
+    max_input = 0
+    big: list[dict[str, Any]] = []
     limit = args.alloc_limit_mb << 20
     seed_set = set(seeds)
     t_start = time.perf_counter()
@@ -129,6 +133,10 @@ def run_campaign(args: argparse.Namespace) -> dict[str, Any]:
                 c["unchanged"] += 1
                 continue
             c["n"] += 1
+            max_input = max(max_input, len(data))
+            if len(data) >= args.max_input:
+                c["big"] += 1
+                big.append({"kind": kind, "bytes": len(data)})
             trace = args.trace_every > 0 and i % args.trace_every == 0
             if trace:
                 tracemalloc.start()
@@ -174,6 +182,8 @@ def run_campaign(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - t_start
     return {
         "n": args.n, "seed": args.seed, "seeds": len(seeds), "max_pixels": args.max_pixels,
+        "seed_versions": dict(collections.Counter(f"v{s[4]}" for s in seeds)), "max_input_bytes": max_input,
+        "inputs_over_limit": big[:20], "max_input_limit": args.max_input,
         "alloc_limit_mb": args.alloc_limit_mb, "trace_every": args.trace_every, "traced": traced,
         "peak_alloc_mb": peak_alloc / 2**20, "seconds": elapsed, "seconds_per_1k": 1000 * elapsed / max(1, args.n),
         "counts": {k: dict(v) for k, v in counts.items()}, "bugs": list(bugs.values()), "slow": slow[:20],
@@ -183,22 +193,24 @@ def run_campaign(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_table(res: dict[str, Any]) -> None:
-    cols = ["n", *OUTCOMES, "slow", "alloc", "warn", "inspect ok", "inspect BitstreamError", "inspect BUG"]
+    cols = ["n", *OUTCOMES, "slow", "alloc", "big", "warn", "inspect ok", "inspect BitstreamError", "inspect BUG"]
     short = {"BitstreamError": "Bitstream", "other VaeransError": "otherVaer", "inspect ok": "insp.ok",
              "inspect BitstreamError": "insp.Bits", "inspect BUG": "insp.BUG"}
-    head = f"{'kind':<12}" + "".join(f"{short.get(c, c):>10}" for c in cols)
+    head = f"{'kind':<18}" + "".join(f"{short.get(c, c):>10}" for c in cols)
     print(head)
     print("-" * len(head))
     total: collections.Counter[str] = collections.Counter()
     for kind, c in res["counts"].items():
         total.update(c)
-        print(f"{kind:<12}" + "".join(f"{c.get(col, 0):>10}" for col in cols))
+        print(f"{kind:<18}" + "".join(f"{c.get(col, 0):>10}" for col in cols))
     print("-" * len(head))
-    print(f"{'total':<12}" + "".join(f"{total.get(col, 0):>10}" for col in cols))
-    print(f"\n{res['n']} inputs from {res['seeds']} seeds in {res['seconds']:.1f} s "
+    print(f"{'total':<18}" + "".join(f"{total.get(col, 0):>10}" for col in cols))
+    versions = ", ".join(f"{n} {v}" for v, n in res["seed_versions"].items())
+    print(f"\n{res['n']} inputs from {res['seeds']} seeds ({versions}) in {res['seconds']:.1f} s "
           f"({res['seconds_per_1k']:.2f} s per 1k inputs; 100k would take {res['seconds_per_1k'] * 100 / 60:.1f} min)")
     print(f"tracemalloc: {res['traced']} inputs traced, peak {res['peak_alloc_mb']:.2f} MiB "
           f"(limit {res['alloc_limit_mb']} MiB, max_pixels={res['max_pixels']})")
+    print(f"largest input {res['max_input_bytes']} bytes (limit {res['max_input_limit']})")
     if res["bugs"]:
         print(f"\n{len(res['bugs'])} DISTINCT BUGS (other exceptions):")
         for b in res["bugs"]:
@@ -221,7 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=100_000, help="number of inputs (default 100000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--json", type=Path, help="write the results as JSON")
-    p.add_argument("--kinds", default="", help=f"comma-separated mutation kinds (default all: {','.join(KINDS)})")
+    p.add_argument("--kinds", default="", help="comma-separated mutation kinds, or 'struct' for the "
+                   f"structure-aware ones (default all: {','.join(KINDS)})")
+    p.add_argument("--no-v1", action="store_true", help="v2 seeds only (default: v2 seeds and the same as v1)")
+    p.add_argument("--max-input", type=int, default=10_000, help="inputs must be smaller (bytes, default 10000)")
     p.add_argument("--max-pixels", type=int, default=1 << 16, help="[runtime] max_pixels (default 65536)")
     p.add_argument("--arena-mb", type=int, default=4, help="[arena] capacity_mb (default 4)")
     p.add_argument("--alloc-limit-mb", type=int, default=96,
@@ -243,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2))
         print(f"wrote {args.json}")
-    bad = res["bugs"] or res["slow"] or res["alloc_over_limit"]
+    bad = res["bugs"] or res["slow"] or res["alloc_over_limit"] or res["inputs_over_limit"]
     return 1 if bad else 0
 
 
