@@ -24,8 +24,10 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from vaerans_ecs.api import compress, compress_batch, decompress, decompress_batch
+    from vaerans_ecs.sequence import compress_sequence, decompress_frame, decompress_sequence, inspect_sequence
 
 _LAZY = {"compress", "compress_batch", "decompress", "decompress_batch"}
+_SEQUENCE = {"compress_sequence", "decompress_frame", "decompress_sequence", "inspect_sequence"}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,6 +36,10 @@ def __getattr__(name: str) -> Any:
         from vaerans_ecs import api
 
         return getattr(api, name)
+    if name in _SEQUENCE:
+        from vaerans_ecs import sequence
+
+        return getattr(sequence, name)
     raise AttributeError(f"module 'vaerans_ecs' has no attribute {name!r}")
 
 
@@ -54,7 +60,11 @@ __all__ = [
     "__version__",
     "compress",
     "compress_batch",
+    "compress_sequence",
     "decompress",
     "decompress_batch",
+    "decompress_frame",
+    "decompress_sequence",
+    "inspect_sequence",
     "register_system",
 ]

@@ -1,0 +1,303 @@
+"""Sequence encoder: frames in, one stream out, a frame at a time (memory independent of length).
+
+Each frame is an entity of a private World. A keyframe (the first frame, one every ``gop``
+frames, or a scene cut) goes through the image pipeline (:func:`vaerans_ecs.api.encode_entities`)
+in the lossy mode, or through :class:`PixelResidual` alone in the lossless modes. An inter frame
+goes through the sequence stages (motion search, compensation, residual coding) against the
+decoded previous frame, which the residual stage rebuilds exactly as the decoder will (closed
+loop). Rate control picks each frame's settings and learns from what it cost.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zlib
+from array import array
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vaerans_ecs.components.image import RGB, ReconRGB
+from vaerans_ecs.config import Config, get_config
+from vaerans_ecs.core.arena import Arena
+from vaerans_ecs.core.byteio import ByteWriter
+from vaerans_ecs.core.container import ContainerWriter, Sections, pack_sections, unpack_container
+from vaerans_ecs.core.stream import write_stage
+from vaerans_ecs.core.system import System
+from vaerans_ecs.core.world import World
+from vaerans_ecs.errors import VaeransError
+from vaerans_ecs.imaging import to_rgb_uint8
+from vaerans_ecs.sequence import format as fmt
+from vaerans_ecs.systems.motion.components import CodingParams, CutScore, FrameMeta, MotionField, Reference
+from vaerans_ecs.systems.motion.control import ConstantQuality, FrameStats, RateControl, SceneCut, TargetRate
+from vaerans_ecs.systems.motion.stages import (
+    BlockMotion,
+    MotionCompensate,
+    PixelResidual,
+    PriorMotion,
+    TransformResidual,
+)
+
+__all__ = ["DEFAULT_GOP", "SequenceWriter", "compress_sequence", "default_stages"]
+
+log = logging.getLogger(__name__)
+
+U8 = NDArray[np.uint8]
+#: Longest keyframe interval unless told otherwise.
+DEFAULT_GOP = 64
+
+
+def default_stages(mode: fmt.Mode, max_error: int = 0) -> list[System]:
+    """The inter-frame stages of a mode: motion search, compensation, the mode's residual coder."""
+    if mode is fmt.Mode.LOSSY:
+        return [BlockMotion(), MotionCompensate(), TransformResidual()]
+    return [BlockMotion(lam=2), MotionCompensate(), PixelResidual(max_error=max_error)]
+
+
+def pack_pipeline(stages: Sequence[System]) -> bytes:
+    """A ``pipeline`` section body: the stages' :func:`write_stage` records."""
+    w = ByteWriter()
+    for stage in stages:
+        write_stage(w, stage)
+    return bytes(w.buf)
+
+
+def frame_world(header: fmt.Header, config: Config) -> World:
+    """A World for one frame at a time: its arena starts at a few frames' worth and grows if needed."""
+    first = 16 * header.pixels * header.channels + (256 << 10)
+    return World(Arena(first, max(first, config.arena.max_capacity_mb << 20)), config=config)
+
+
+def _mse(a: U8, b: U8) -> float:
+    d = a.astype(np.int32) - b.astype(np.int32)
+    return float(np.mean(d * d))
+
+
+class SequenceWriter:
+    """Streaming encoder: ``write(frame)`` for each frame, then ``close()``; a context manager.
+
+    ``out`` is a binary file (or path) the stream goes to; without one, :meth:`getvalue` returns
+    the bytes. Exactly one of ``quality`` (1..100, keyframes at that image quality and inter
+    frames at the same error), ``target_bpp`` (average bits per pixel), ``lossless=True`` or
+    ``max_error=k`` (every pixel within k) picks the mode; the default is the configured quality.
+    ``stages`` replaces the inter stages, ``control`` the rate controller, ``scene_cut`` the cut
+    detector (True: the default :class:`SceneCut`; False: no detection).
+    """
+
+    def __init__(
+        self,
+        out: BinaryIO | str | Path | None = None,
+        *,
+        quality: float | None = None,
+        target_bpp: float | None = None,
+        lossless: bool = False,
+        max_error: int = 0,
+        gop: int = DEFAULT_GOP,
+        fps: tuple[int, int] | None = None,
+        stages: Sequence[System] | None = None,
+        control: RateControl | None = None,
+        scene_cut: SceneCut | bool = True,
+        model: str = "default",
+        config: Config | None = None,
+    ) -> None:
+        self.config = config or get_config()
+        modes = sum([quality is not None, target_bpp is not None, bool(lossless), bool(max_error)])
+        if modes > 1:
+            raise VaeransError("give at most one of quality, target_bpp, lossless and max_error")
+        if isinstance(gop, bool) or not isinstance(gop, int) or gop < 1 or gop > fmt.MAX_FRAMES:
+            raise VaeransError(f"gop must be a positive integer, got {gop!r}")
+        if isinstance(max_error, bool) or not isinstance(max_error, int) or not 0 <= max_error <= 16:
+            raise VaeransError(f"max_error must be an integer in 0..16, got {max_error!r}")
+        self.mode = fmt.Mode.LOSSLESS if lossless else fmt.Mode.NEAR_LOSSLESS if max_error else fmt.Mode.LOSSY
+        self.max_error = max_error
+        self.gop = gop
+        self.fps = fps or (0, 0)
+        self.model = model
+        self.stages = list(stages) if stages is not None else default_stages(self.mode, max_error)
+        if control is None:
+            control = TargetRate(bpp=target_bpp) if target_bpp is not None else ConstantQuality(
+                quality=self.config.codec.quality if quality is None else quality)
+        self.control = control
+        self.scene_cut = SceneCut() if scene_cut is True else scene_cut or None
+        self._own = isinstance(out, (str, Path))
+        self._buffer = io.BytesIO() if out is None else None
+        target = open(out, "wb") if isinstance(out, (str, Path)) else out  # noqa: SIM115
+        self._out: BinaryIO = target if target is not None else self._buffer  # type: ignore[assignment]
+        self._writer: ContainerWriter | None = None
+        self._header: fmt.Header | None = None
+        self._index = array("Q")  # size << 1 | key of every frame written
+        self._first = 0
+        self._reference: U8 | None = None
+        self._prior: NDArray[np.int32] | None = None
+        self._since_key = 0
+        self._world: World | None = None
+        self.closed = False
+        #: Squared error of every frame written (the encoder knows it; a few bytes a frame).
+        self.mse = array("d")
+
+    # -- context manager ------------------------------------------------------------------------
+    def __enter__(self) -> SequenceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        elif self._own:
+            self._out.close()
+
+    # -- writing --------------------------------------------------------------------------------
+    def _start(self, img: U8) -> None:
+        h, w, c = img.shape
+        if h * w > self.config.runtime.max_pixels:
+            limit = self.config.runtime.max_pixels
+            raise VaeransError(f"frames of {h}x{w} pixels are over [runtime] max_pixels={limit}")
+        self._header = fmt.Header(h, w, c, self.mode, self.max_error, self.gop, *self.fps)
+        self._writer = ContainerWriter(self._out)
+        self._writer.section("sequence", fmt.pack_header(self._header))
+        self._writer.section("pipeline", pack_pipeline(self.stages))
+        self._first = self._writer.tell()
+        self._world = frame_world(self._header, self.config)
+
+    def write(self, frame: Any) -> None:
+        """Code one frame (HxWx3 uint8 array or PIL image; every frame of a sequence the same size)."""
+        if self.closed:
+            raise VaeransError("this sequence writer is closed")
+        img = to_rgb_uint8(frame)
+        if self._header is None:
+            self._start(img)
+        assert self._header is not None and self._writer is not None
+        if img.shape != (self._header.height, self._header.width, self._header.channels):
+            raise VaeransError(f"frame {len(self._index)} is {img.shape[1]}x{img.shape[0]}, the sequence is "
+                               f"{self._header.width}x{self._header.height}")
+        world = self._world
+        assert world is not None
+        world.clear()
+        number = len(self._index)
+        eid = world.spawn(RGB(ref=world.arena.copy_in(img)), FrameMeta(number=number, height=img.shape[0],
+                                                                          width=img.shape[1]))
+        key = self._reference is None or self._since_key >= self.gop
+        if not key:
+            assert self._reference is not None
+            world.add_component(eid, Reference(ref=world.arena.copy_in(self._reference)))
+            if self.scene_cut is not None:
+                (world.pipe(eid) | self.scene_cut).run()
+                key = world.get_component(eid, CutScore).cut
+                if key:
+                    log.info("frame %d: scene cut (score %.2f), new keyframe", number,
+                             world.get_component(eid, CutScore).score)
+        image = key and self.mode is fmt.Mode.LOSSY
+        if key:
+            body, recon = self._keyframe(world, eid)
+            step = None
+        else:
+            body, recon, step = self._inter(world, eid)
+        crc = zlib.crc32(np.ascontiguousarray(recon).tobytes())
+        section = fmt.pack_frame_info(number, key, image, body, crc) + body
+        size = self._writer.section("frame", section)
+        self._index.append(size << 1 | int(key))
+        self._since_key = 1 if key else self._since_key + 1
+        mse = _mse(img, recon)
+        self.control.update(FrameStats(key, size * 8, mse, img.shape[0] * img.shape[1], step))
+        self.mse.append(mse)
+        self._reference = np.array(recon, copy=True)
+
+    def _keyframe(self, world: World, eid: int) -> tuple[bytes, U8]:
+        """A keyframe's sections: an image stream's (lossy) or a PixelResidual intra frame's."""
+        self._prior = None
+        if self.mode is fmt.Mode.LOSSY:
+            from vaerans_ecs.api import decode_streams, encode_entities
+
+            key_eid = world.spawn(RGB(ref=world.get_component(eid, RGB).ref))
+            rate = self.control.keyframe()
+            stream = encode_entities(world, [key_eid], quality=rate.get("quality"), target_bpp=rate.get("target_bpp"),
+                                     model=self.model, config=self.config)[0]
+            dec = decode_streams(world, [stream])[0]
+            recon = np.array(world.view(world.get_component(dec, ReconRGB).ref), copy=True)
+            return pack_sections(unpack_container(stream)), recon
+        stage = PixelResidual(max_error=self.max_error)
+        (world.pipe(eid) | stage).run()
+        recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), copy=True)
+        sections = Sections()
+        sections.add("pipeline", pack_pipeline([stage]))
+        sections.add(stage.data_section, stage.stream_data(world, eid))
+        return pack_sections(sections), recon
+
+    def _inter(self, world: World, eid: int) -> tuple[bytes, U8, float | None]:
+        """An inter frame's sections (the stages' data), its reconstruction and its step."""
+        if self._prior is not None:
+            world.add_component(eid, PriorMotion(ref=world.arena.copy_in(self._prior), block=1, subpel=1))
+        pipe = world.pipe(eid) | self.control
+        for stage in self.stages:
+            pipe = pipe | stage
+        pipe.run()
+        sections = Sections()
+        for stage in self.stages:
+            data = stage.stream_data(world, eid)
+            if data is not None:
+                sections.add(stage.data_section, data)
+        self._prior = (np.array(world.view(world.get_component(eid, MotionField).ref), copy=True)
+                       if world.has_component(eid, MotionField) else None)
+        recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), copy=True)
+        step = world.get_component(eid, CodingParams).step if world.has_component(eid, CodingParams) else None
+        return pack_sections(sections), recon, step
+
+    def close(self) -> None:
+        """Write the frame index and the checksum (and close a file this writer opened)."""
+        if self.closed:
+            return
+        if self._writer is None:
+            raise VaeransError("a sequence needs at least one frame")
+        at = self._writer.tell()
+        entries = [(v >> 1, bool(v & 1)) for v in self._index]
+        self._writer.section("frame-index", fmt.pack_index(self._first, entries))
+        self._writer.section("index-locator", fmt.pack_locator(at))
+        self._writer.close()
+        self.closed = True
+        if self._world is not None:
+            self._world.clear()
+        if self._own:
+            self._out.close()
+
+    @property
+    def frames(self) -> int:
+        """Frames written so far."""
+        return len(self._index)
+
+    @property
+    def keyframes(self) -> list[int]:
+        """Numbers of the keyframes written so far."""
+        return [k for k, v in enumerate(self._index) if v & 1]
+
+    @property
+    def frame_bytes(self) -> list[int]:
+        """Bytes of every frame's section written so far."""
+        return [v >> 1 for v in self._index]
+
+    def getvalue(self) -> bytes:
+        """The whole stream (writers made without ``out`` only, after :meth:`close`)."""
+        if self._buffer is None or not self.closed:
+            raise VaeransError("getvalue() needs a closed writer that was made without an output file")
+        return self._buffer.getvalue()
+
+
+def compress_sequence(
+    frames: Iterable[Any],
+    *,
+    quality: float | None = None,
+    target_bpp: float | None = None,
+    lossless: bool = False,
+    max_error: int = 0,
+    gop: int = DEFAULT_GOP,
+    config: Config | None = None,
+    **options: Any,
+) -> bytes:
+    """Compress an iterable of frames (arrays or PIL images of one size) to one sequence stream."""
+    with SequenceWriter(quality=quality, target_bpp=target_bpp, lossless=lossless, max_error=max_error, gop=gop,
+                        config=config, **options) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.getvalue()

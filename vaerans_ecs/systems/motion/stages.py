@@ -1,0 +1,337 @@
+"""Inter-frame stages: motion search, motion compensation, and the two residual coders.
+
+Frames are entities. An inter frame's entity holds its source (``RGB``, encoder only), the
+decoded previous frame (:class:`Reference`) and, when the previous frame was an inter frame, that
+frame's field (:class:`PriorMotion`: the vector coder's context). The stages run in this order
+in both directions: :class:`BlockMotion` (encoder: search; decoder: nothing, its vectors were
+loaded from the stream), :class:`MotionCompensate` (the same in both directions) and a residual
+coder, :class:`TransformResidual` (lossy, the wavelet transform coder) or
+:class:`PixelResidual` (lossless or l-infinity bounded, the pixel coder with the prediction as
+its base). The residual coders make the reconstruction in the encoder too (closed loop), so the
+next frame is predicted from exactly what the decoder will have. A frame without a
+:class:`Prediction` is coded on its own (intra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vaerans_ecs.components.base import Component
+from vaerans_ecs.components.image import RGB, ReconRGB
+from vaerans_ecs.core.batching import parse_mode
+from vaerans_ecs.core.container import register_section
+from vaerans_ecs.core.system import Mode, System, register_system
+from vaerans_ecs.errors import BitstreamError, ConfigError, VaeransError
+from vaerans_ecs.systems.motion.compensate import predict
+from vaerans_ecs.systems.motion.components import (
+    CodingParams,
+    FrameCode,
+    FrameMeta,
+    MotionField,
+    Prediction,
+    Reference,
+)
+from vaerans_ecs.systems.motion.search import estimate_motion, luma, pad_to_blocks
+from vaerans_ecs.systems.motion.vectors import decode_vectors, encode_vectors
+from vaerans_ecs.systems.residual.pixel import MAX_ERROR, decode_pixels, encode_pixels
+from vaerans_ecs.systems.residual.transform import MAX_STEP, MIN_STEP, decode_transform, encode_transform
+
+if TYPE_CHECKING:
+    from vaerans_ecs.core.stream import StreamContext
+    from vaerans_ecs.core.world import World
+
+__all__ = [
+    "ROLES",
+    "BlockMotion",
+    "MotionCompensate",
+    "PixelResidual",
+    "PriorMotion",
+    "TransformResidual",
+    "frame_shape",
+    "role_of",
+]
+
+#: What a sequence stage does, in the order an inter frame runs them (``sequence_role``).
+ROLES = ("motion", "compensate", "residual")
+
+
+def role_of(stage: System) -> str | None:
+    """The ``sequence_role`` of a stage (None: not a sequence stage)."""
+    role = getattr(stage, "sequence_role", None)
+    return role if role in ROLES else None
+
+U8 = NDArray[np.uint8]
+I32 = NDArray[np.int32]
+
+register_section(0x12, "motion", "BlockMotion: a frame's motion vectors")
+register_section(0x13, "residual", "the residual coder of a sequence frame (TransformResidual, PixelResidual)")
+
+
+class PriorMotion(MotionField):
+    """The motion field of the previous frame (context of the vector coder), when it had one."""
+
+
+def frame_shape(world: World, eid: int) -> tuple[int, int, int]:
+    """(H, W, C) of a frame entity: its :class:`FrameMeta`, else its source or reference."""
+    if world.has_component(eid, FrameMeta):
+        meta = world.get_component(eid, FrameMeta)
+        return meta.height, meta.width, meta.channels
+    for ctype in (RGB, Reference):
+        if world.has_component(eid, ctype):
+            shape = world.get_component(eid, ctype).ref.shape  # type: ignore[attr-defined]
+            return int(shape[0]), int(shape[1]), int(shape[2])
+    raise VaeransError(f"frame entity {eid} has no image component")
+
+
+def _view(world: World, eid: int, ctype: type[Component]) -> NDArray[Any]:
+    return world.view(world.get_component(eid, ctype).ref)  # type: ignore[attr-defined]
+
+
+def _int_setting(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+    return int(value)
+
+
+@register_system
+class BlockMotion(System):
+    """RGB + Reference -> MotionField: hierarchical block matching with sub-pel refinement.
+
+    ``block`` (8..64, a power of two) and ``subpel`` (1, 2, 4 or 8) shape the field; ``radius``
+    is the full-search range at the coarsest of ``levels`` pyramid levels; ``lam`` weighs vector
+    bits against SAD. Streams record ``block``, ``subpel`` and ``reach`` (the largest vector
+    component in pixels, which the decoder checks).
+    """
+
+    name: ClassVar[str] = "BlockMotion"
+    sequence_role: ClassVar[str] = "motion"
+    config_fields: ClassVar[tuple[str, ...]] = ("block", "subpel", "reach", "levels", "radius", "lam", "mode")
+    stream_fields: ClassVar[tuple[str, ...] | None] = ("block", "subpel", "reach")
+    stream_code: ClassVar[int] = 32
+    data_section: ClassVar[str] = "motion"
+    data_required: ClassVar[bool] = True
+
+    def __init__(self, block: int = 16, subpel: int = 2, reach: int = 0, levels: int = 2, radius: int = 8,
+                 lam: int = 16, mode: Mode | str = Mode.FORWARD) -> None:
+        self.block = _int_setting("block", block, 4, 64)
+        if self.block & (self.block - 1):
+            raise ConfigError(f"block must be a power of two, got {block}")
+        self.subpel = _int_setting("subpel", subpel, 1, 8)
+        if self.subpel not in (1, 2, 4, 8):
+            raise ConfigError(f"subpel must be 1, 2, 4 or 8, got {subpel}")
+        self.levels = _int_setting("levels", levels, 0, 4)
+        self.radius = _int_setting("radius", radius, 1, 64)
+        self.lam = _int_setting("lam", lam, 0, 1 << 16)
+        bound = (self.radius + 1) << self.levels
+        self.reach = _int_setting("reach", reach, 0, 4096) or bound
+        self.mode = parse_mode(mode)
+
+    def required_components(self) -> tuple[type[Component], ...]:
+        return (RGB, Reference) if self.mode is Mode.FORWARD else (MotionField,)
+
+    def produced_components(self) -> tuple[type[Component], ...]:
+        return (MotionField,)
+
+    def inverse(self) -> BlockMotion:
+        cfg = {k: v for k, v in self.get_config().items() if k not in ("id", "mode")}
+        return BlockMotion(**cfg, mode=Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Blocks per column and per row of a frame of this size."""
+        return -(-height // self.block), -(-width // self.block)
+
+    def run(self, world: World, eids: Sequence[int]) -> None:
+        if self.mode is Mode.INVERSE:
+            return  # the decoder's vectors were loaded from the stream
+        for eid in eids:
+            cur = pad_to_blocks(luma(_view(world, eid, RGB)), self.block)
+            ref = pad_to_blocks(luma(_view(world, eid, Reference)), self.block)
+            mv = estimate_motion(cur, ref, block=self.block, levels=self.levels, radius=self.radius,
+                                 subpel=self.subpel, lam=self.lam)
+            limit = self.reach * self.subpel
+            mv = np.clip(mv, -limit, limit).astype(np.int32)
+            ref_mv = world.arena.copy_in(mv)
+            world.add_component(eid, MotionField(ref=ref_mv, block=self.block, subpel=self.subpel))
+
+    def stream_data(self, world: World, eid: int) -> bytes:
+        mv = _view(world, eid, MotionField)
+        prior = _view(world, eid, PriorMotion) if world.has_component(eid, PriorMotion) else None
+        return encode_vectors(mv, prior)
+
+    def load_stream_data(self, world: World, eid: int, data: bytes | None, ctx: StreamContext) -> None:
+        if data is None:
+            raise BitstreamError("an inter frame lacks its motion vectors")
+        ny, nx = self.grid(ctx.height, ctx.width)
+        prior = _view(world, eid, PriorMotion) if world.has_component(eid, PriorMotion) else None
+        mv = decode_vectors(data, ny, nx, self.reach * self.subpel, prior)
+        world.add_component(eid, MotionField(ref=world.arena.copy_in(mv), block=self.block, subpel=self.subpel))
+
+    def stream_settings(self, data: bytes | None, ctx: StreamContext) -> dict[str, Any]:
+        return {"stage": self.name, "block": self.block, "subpel": self.subpel, "reach": self.reach,
+                "bytes": len(data or b"")}
+
+
+@register_system
+class MotionCompensate(System):
+    """Reference + MotionField -> Prediction (integer bilinear sub-pel; ``obmc`` blends block edges)."""
+
+    name: ClassVar[str] = "MotionCompensate"
+    sequence_role: ClassVar[str] = "compensate"
+    config_fields: ClassVar[tuple[str, ...]] = ("obmc", "mode")
+    stream_code: ClassVar[int] = 33
+
+    def __init__(self, obmc: bool = True, mode: Mode | str = Mode.FORWARD) -> None:
+        if not isinstance(obmc, bool):
+            raise ConfigError(f"obmc must be true or false, got {obmc!r}")
+        self.obmc = obmc
+        self.mode = parse_mode(mode)
+
+    def required_components(self) -> tuple[type[Component], ...]:
+        return (Reference, MotionField)
+
+    def produced_components(self) -> tuple[type[Component], ...]:
+        return (Prediction,)
+
+    def inverse(self) -> MotionCompensate:
+        return MotionCompensate(self.obmc, Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
+
+    def run(self, world: World, eids: Sequence[int]) -> None:
+        for eid in eids:
+            field = world.get_component(eid, MotionField)
+            ref = _view(world, eid, Reference)
+            out = predict(ref, world.view(field.ref), block=field.block, subpel=field.subpel, obmc=self.obmc,
+                          shape=ref.shape[:2])
+            world.add_component(eid, Prediction(ref=world.arena.copy_in(out)))
+
+
+def _prediction(world: World, eid: int) -> U8 | None:
+    return _view(world, eid, Prediction) if world.has_component(eid, Prediction) else None
+
+
+class _Residual(System):
+    """Shared parts of the residual coders: FrameCode in the stream, ReconRGB out."""
+
+    data_section: ClassVar[str] = "residual"
+    data_required: ClassVar[bool] = True
+    sequence_role: ClassVar[str] = "residual"
+    #: The l-infinity error the coder guarantees (None: lossy, no bound).
+    bound: int | None = None
+
+    def required_components(self) -> tuple[type[Component], ...]:
+        return (RGB,) if self.mode is Mode.FORWARD else (FrameCode,)
+
+    def produced_components(self) -> tuple[type[Component], ...]:
+        return (FrameCode, ReconRGB) if self.mode is Mode.FORWARD else (ReconRGB,)
+
+    def stream_data(self, world: World, eid: int) -> bytes:
+        return world.get_component(eid, FrameCode).data
+
+    def load_stream_data(self, world: World, eid: int, data: bytes | None, ctx: StreamContext) -> None:
+        if data is None:
+            raise BitstreamError(f"a frame lacks the data of its {self.name} stage")
+        world.add_component(eid, FrameCode(data=data))
+
+    def _store(self, world: World, eid: int, recon: U8) -> None:
+        world.add_component(eid, ReconRGB(ref=world.arena.copy_in(np.ascontiguousarray(recon))))
+
+    def run(self, world: World, eids: Sequence[int]) -> None:
+        for eid in eids:
+            pred = _prediction(world, eid)
+            h, w, c = frame_shape(world, eid)
+            if self.mode is Mode.FORWARD:
+                img = _view(world, eid, RGB)
+                data = self.encode(world, eid, img, pred)
+                world.add_component(eid, FrameCode(data=data))
+                self._store(world, eid, img if self.exact else self.decode(data, (h, w, c), pred))
+            else:
+                data = world.get_component(eid, FrameCode).data
+                self._store(world, eid, self.decode(data, (h, w, c), pred))
+
+    @property
+    def exact(self) -> bool:
+        """Whether the reconstruction is the source itself (the encoder then skips decoding)."""
+        return False
+
+    def encode(self, world: World, eid: int, img: U8, pred: U8 | None) -> bytes:
+        """The frame's residual payload."""
+        raise NotImplementedError
+
+    def decode(self, data: bytes, shape: tuple[int, int, int], pred: U8 | None) -> U8:
+        """The reconstruction from the payload and the prediction."""
+        raise NotImplementedError
+
+
+@register_system
+class TransformResidual(_Residual):
+    """RGB (- Prediction) -> FrameCode + ReconRGB with the wavelet transform coder (lossy).
+
+    The quantiser step comes from the frame's :class:`CodingParams` (rate control), ``step``
+    otherwise; the transform coder's stream records it.
+    """
+
+    name: ClassVar[str] = "TransformResidual"
+    config_fields: ClassVar[tuple[str, ...]] = ("step", "levels", "mode")
+    stream_fields: ClassVar[tuple[str, ...] | None] = ()
+    stream_code: ClassVar[int] = 34
+
+    def __init__(self, step: float = 32.0, levels: int = 4, mode: Mode | str = Mode.FORWARD) -> None:
+        if not isinstance(step, int | float) or not MIN_STEP <= float(step) <= MAX_STEP:
+            raise ConfigError(f"step must be in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
+        self.step = float(step)
+        self.levels = _int_setting("levels", levels, 0, 8)
+        self.mode = parse_mode(mode)
+
+    def inverse(self) -> TransformResidual:
+        return TransformResidual(self.step, self.levels, Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
+
+    def encode(self, world: World, eid: int, img: U8, pred: U8 | None) -> bytes:
+        step = world.get_component(eid, CodingParams).step if world.has_component(eid, CodingParams) else self.step
+        res = img.astype(np.float32)
+        if pred is not None:
+            res -= pred
+        step = float(np.clip(step, MIN_STEP, MAX_STEP))
+        return encode_transform(np.moveaxis(res, 2, 0), step, levels=self.levels)
+
+    def decode(self, data: bytes, shape: tuple[int, int, int], pred: U8 | None) -> U8:
+        h, w, c = shape
+        res = decode_transform(data, c, h, w)
+        out = np.moveaxis(res, 0, 2)
+        if pred is not None:
+            out = out + pred
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@register_system
+class PixelResidual(_Residual):
+    """RGB -> FrameCode + ReconRGB with the pixel coder, exact (``max_error=0``) or within ``max_error``.
+
+    The prediction, when there is one, is the pixel coder's ``base``: its predictors and contexts
+    use it, so a lossless inter frame costs what the prediction fails to explain.
+    """
+
+    name: ClassVar[str] = "PixelResidual"
+    config_fields: ClassVar[tuple[str, ...]] = ("max_error", "mode")
+    stream_code: ClassVar[int] = 35
+
+    def __init__(self, max_error: int = 0, mode: Mode | str = Mode.FORWARD) -> None:
+        self.max_error = _int_setting("max_error", max_error, 0, MAX_ERROR)
+        self.bound = self.max_error
+        self.mode = parse_mode(mode)
+
+    def inverse(self) -> PixelResidual:
+        return PixelResidual(self.max_error, Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
+
+    @property
+    def exact(self) -> bool:
+        return self.max_error == 0
+
+    def encode(self, world: World, eid: int, img: U8, pred: U8 | None) -> bytes:
+        return encode_pixels(np.ascontiguousarray(img), max_error=self.max_error, base=pred)
+
+    def decode(self, data: bytes, shape: tuple[int, int, int], pred: U8 | None) -> U8:
+        h, w, c = shape
+        return decode_pixels(data, h, w, c, max_error=self.max_error, base=pred)
