@@ -145,11 +145,13 @@ def _predict(pl: _Plane, use_base: bool, cls: I64, weights: I64, maxval: int) ->
     feats = pl.feats + (pl.feats_base if use_base else [])
     if weights.shape[0] == 0:
         return pl.mc.copy()
+    # int32 is exact: |feature| <= 255, |weight| < 2**15, at most 40 terms
     one = weights.shape[0] == 1
-    acc = np.full(pl.mc.shape, 1 << (SHIFT - 1), dtype=np.int64)
-    acc += int(weights[0, -1]) if one else weights[cls, -1]
+    w32 = weights.astype(np.int32)
+    acc = np.full(pl.mc.shape, 1 << (SHIFT - 1), dtype=np.int32)
+    acc += w32[0, -1] if one else w32[cls, -1]
     for k, f in enumerate(feats):
-        acc += f * (int(weights[0, k]) if one else weights[cls, k])
+        acc += f * (w32[0, k] if one else w32[cls, k])
     pred = pl.mc + (acc >> SHIFT)
     out: I32 = np.clip(pred, 0, maxval).astype(np.int32)
     return out
@@ -293,7 +295,7 @@ def _encode_plane(st: PixelState, pl: _Plane, x: I32, out: Writer) -> tuple[I32,
         for i, t in enumerate(thr_c):
             out.uint(t - (thr_c[i - 1] + 1 if i else 0))
         ccls = _classes(_ctx_value(pl, cw), thr_c)
-        order = np.argsort(ccls, kind="stable")
+        order = np.argsort(ccls.astype(np.uint8), kind="stable")
         bands = np.split(sym[order], np.cumsum(np.bincount(ccls, minlength=len(thr_c) + 1))[:-1])
     else:
         bands = [sym]
@@ -317,8 +319,15 @@ def _ctx_value(pl: _Plane, cw: list[int]) -> I64:
 
 def _pass_data(st: PixelState, p: Pass) -> tuple[list[I32], list[I32]]:
     """Neighbour values and |error| values of all channels: lists of (C, n) arrays."""
-    nbs = [np.take(np.take(st.recon, r, axis=1), c, axis=2).reshape(st.recon.shape[0], -1) for r, c in p.neighbours]
-    errs = [np.take(np.take(st.err, r, axis=1), c, axis=2).reshape(st.err.shape[0], -1) for r, c in p.neighbours]
+    rows_r: dict[bytes, I32] = {}
+    rows_e: dict[bytes, I32] = {}
+    nbs, errs = [], []
+    for r, c in p.neighbours:  # neighbours at the same row offset share one row gather
+        key = r.tobytes()
+        if key not in rows_r:
+            rows_r[key], rows_e[key] = np.take(st.recon, r, axis=1), np.take(st.err, r, axis=1)
+        nbs.append(np.take(rows_r[key], c, axis=2).reshape(st.recon.shape[0], -1))
+        errs.append(np.take(rows_e[key], c, axis=2).reshape(st.err.shape[0], -1))
     return nbs, errs
 
 
@@ -404,7 +413,7 @@ def _decode_plane(st: PixelState, pl: _Plane, n: int, r: Reader) -> tuple[I32, I
         bands = _CODER.decode(r.take(size - 1), sizes)
     if len(sizes) > 1:
         sym = np.empty(n, dtype=np.uint8)
-        sym[np.argsort(ccls, kind="stable")] = np.concatenate(bands)
+        sym[np.argsort(ccls.astype(np.uint8), kind="stable")] = np.concatenate(bands)
     else:
         sym = bands[0]
     if int(sym.max(initial=0)) >= st.modulus:
