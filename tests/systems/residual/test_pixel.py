@@ -1,5 +1,5 @@
-"""Pixel coder (encode_pixels / decode_pixels): exact and l-infinity round trips, every path,
-determinism, bases, corruption and forged geometry."""
+"""Pixel coder (encode_pixels / decode_pixels): exact and l-infinity round trips (8 and 16 bits),
+every path, determinism, bases, corruption and forged geometry."""
 
 from __future__ import annotations
 
@@ -171,34 +171,75 @@ def test_base_helps_when_it_is_close_and_must_match() -> None:
         decode_pixels(encode_pixels(img), *img.shape, base=base)  # base the encoder did not have
 
 
+def _photo16(h: int, w: int, c: int, seed: int = 0) -> np.ndarray:
+    """Smooth 16-bit shading and an edge, with noise of a few levels in the low bits."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    noise = np.random.default_rng(seed).integers(0, 8, (h, w, c))
+    v = [30000 + 18000 * np.sin(xx / 9.0 + k) * np.cos(yy / 13.0) + 9000 * (xx > 0.6 * w) for k in range(c)]
+    return (np.stack(v, 2) + noise).clip(0, 65535).astype(np.uint16)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(1, 12),
+    st.integers(1, 12),
+    st.integers(1, 4),
+    st.integers(0, 16),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 2**16),
+)
+def test_roundtrip_16bit(h: int, w: int, c: int, k: int, noise: bool, with_base: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 65536, (h, w, c), dtype=np.uint16) if noise else _photo16(h, w, c, seed)
+    base = None
+    if with_base:
+        base = (img.astype(np.int64) + rng.integers(-300, 301, img.shape)).clip(0, 65535).astype(np.uint16)
+    data = encode_pixels(img, max_error=k, base=base)
+    out = decode_pixels(data, h, w, c, bit_depth=16, max_error=k, base=base)
+    assert out.dtype == np.uint16
+    assert int(np.abs(out.astype(np.int64) - img).max()) <= k
+    with pytest.raises(BitstreamError):
+        decode_pixels(data, h, w, c, bit_depth=8, max_error=k, base=None if base is None else base.astype(np.uint8))
+
+
+def test_16bit_smooth_image_is_compressed() -> None:
+    img = _photo16(96, 96, 3)
+    data = encode_pixels(img)
+    assert data[0] & 15 == 0 and len(data) < 0.6 * img.nbytes
+    np.testing.assert_array_equal(decode_pixels(data, 96, 96, 3, bit_depth=16), img)
+
+
 def _stream_cases() -> list[tuple[str, np.ndarray, int, tuple[str, ...]]]:
     return [
         ("predictive", _photo(4, 5, 3, seed=4), 0, ("predictive",)),
         ("near", _photo(5, 4, 2, seed=5), 2, ("predictive",)),
         ("palette", _few_colours(5, 5, 3, 4, seed=6), 0, ("palette",)),
         ("lz", _text(16, 14), 0, ("lz",)),
+        ("16bit", _photo16(4, 4, 2, seed=7), 1, ("predictive",)),
     ]
 
 
 @pytest.mark.parametrize("case", _stream_cases(), ids=lambda c: c[0])
 def test_every_single_byte_corruption_and_truncation(case: tuple[str, np.ndarray, int, tuple[str, ...]]) -> None:
     _, img, k, paths = case
+    depth = 8 * img.dtype.itemsize
     data = encode_pixels(img, max_error=k, paths=paths)
-    good = decode_pixels(data, *img.shape, max_error=k)
+    good = decode_pixels(data, *img.shape, bit_depth=depth, max_error=k)
     for i in range(len(data)):
         for flip in (0x01, 0xFF):
             bad = bytearray(data)
             bad[i] ^= flip
             try:
-                out = decode_pixels(bytes(bad), *img.shape, max_error=k)
+                out = decode_pixels(bytes(bad), *img.shape, bit_depth=depth, max_error=k)
             except BitstreamError:
                 continue
             np.testing.assert_array_equal(out, good)  # harmless change only
     for n in range(len(data)):
         with pytest.raises(BitstreamError):
-            decode_pixels(data[:n], *img.shape, max_error=k)
+            decode_pixels(data[:n], *img.shape, bit_depth=depth, max_error=k)
     with pytest.raises(BitstreamError):
-        decode_pixels(data + b"\0", *img.shape, max_error=k)
+        decode_pixels(data + b"\0", *img.shape, bit_depth=depth, max_error=k)
 
 
 def test_forged_sizes_fail_fast() -> None:
@@ -209,7 +250,7 @@ def test_forged_sizes_fail_fast() -> None:
         with pytest.raises(BitstreamError):
             decode_pixels(data, h, w, 3)
     assert time.perf_counter() - t0 < 0.5
-    for kw in ({"channels": 4}, {"max_error": 1}, {"bit_depth": 16}):
+    for kw in ({"channels": 4}, {"max_error": 1}, {"bit_depth": 16}, {"bit_depth": 12}):
         args = {"height": 16, "width": 16, "channels": 3, **kw}
         with pytest.raises(BitstreamError):
             decode_pixels(data, **args)  # type: ignore[arg-type]
@@ -237,8 +278,9 @@ def test_garbage_raises_bitstream_error(bad: object) -> None:
 
 
 def test_invalid_encoder_input() -> None:
-    with pytest.raises(ImageInputError):
-        encode_pixels(np.zeros((4, 4, 3), np.uint16))
+    for dtype in (np.int16, np.float32, np.uint32):
+        with pytest.raises(ImageInputError):
+            encode_pixels(np.zeros((4, 4, 3), dtype))
     with pytest.raises(ImageInputError):
         encode_pixels(np.zeros((4, 4), np.uint8))
     with pytest.raises(ImageInputError):

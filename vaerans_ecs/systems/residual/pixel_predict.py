@@ -22,6 +22,8 @@ then differences) and ``nls`` weight vectors (signed; class k > 0 relative to cl
 then ``nctx``, with ``nctx > 1`` the context weights (0..63 each) and ``nctx - 1`` strictly
 increasing thresholds (first, then differences minus one); last the rANS payload's length plus
 one and the payload, or 0 and the symbols as bytes (where that is smaller: tiny passes).
+For 16-bit images the coded symbol is the bit length of the zigzagged residual index, and a
+second payload (length, then ``"rans"`` data) holds the remaining bits (see :func:`_split_wide`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ CTX_MIN_PER_CLASS: Final = 64
 FIT_ROWS: Final = 8192  # the encoder fits on at most this many evenly spaced targets per class
 IRLS_STEPS: Final = 2
 GRAM_ROWS: Final = 192
+WIDE_BUCKETS: Final = 18  # bit lengths 0..17 of zigzag symbols of 16-bit images
 
 _CODER = get_coder("rans")
 
@@ -145,10 +148,11 @@ def _predict(pl: _Plane, use_base: bool, cls: I64, weights: I64, maxval: int) ->
     feats = pl.feats + (pl.feats_base if use_base else [])
     if weights.shape[0] == 0:
         return pl.mc.copy()
-    # int32 is exact: |feature| <= 255, |weight| < 2**15, at most 40 terms
+    # int32 is exact for 8 bits: |feature| <= 255, |weight| < 2**15, at most 40 terms
     one = weights.shape[0] == 1
-    w32 = weights.astype(np.int32)
-    acc = np.full(pl.mc.shape, 1 << (SHIFT - 1), dtype=np.int32)
+    dt = np.int32 if maxval < 256 else np.int64
+    w32 = weights.astype(dt)
+    acc = np.full(pl.mc.shape, 1 << (SHIFT - 1), dtype=dt)
     acc += w32[0, -1] if one else w32[cls, -1]
     for k, f in enumerate(feats):
         acc += f * (w32[0, k] if one else w32[cls, k])
@@ -157,7 +161,7 @@ def _predict(pl: _Plane, use_base: bool, cls: I64, weights: I64, maxval: int) ->
     return out
 
 
-def _dequantise(st: PixelState, pred: I32, sym: U8) -> tuple[I32, I32]:
+def _dequantise(st: PixelState, pred: I32, sym: NDArray[np.integer]) -> tuple[I32, I32]:
     """(reconstruction, signed error in pixel units) from the symbols, as the decoder sees them."""
     m, q, k = st.modulus, st.q, st.k
     qv = sym.astype(np.int64) - m // 2
@@ -273,8 +277,9 @@ def _encode_plane(st: PixelState, pl: _Plane, x: I32, out: Writer) -> tuple[I32,
     m, q, k = st.modulus, st.q, st.k
     e = x.astype(np.int64) - pred
     qv = np.sign(e) * ((np.abs(e) + k) // q)
-    sym = ((qv + m // 2) % m).astype(np.uint8)
-    rec, err = _dequantise(st, pred, sym)
+    wide = (qv + m // 2) % m
+    rec, err = _dequantise(st, pred, wide)
+    sym, extra = (wide.astype(np.uint8), None) if m <= 256 else _split_wide(wide - m // 2)
     # context classes
     nctx = min(CTX_CLASSES, n // CTX_MIN_PER_CLASS)
     cw: list[int] = []
@@ -306,7 +311,41 @@ def _encode_plane(st: PixelState, pl: _Plane, x: I32, out: Writer) -> tuple[I32,
     else:  # tiny passes: the symbols as bytes beat the coder's tables and check value
         out.uint(0)
         out.bytes(sym.tobytes())
+    if extra is not None:
+        payload = _CODER.encode(extra)
+        out.uint(len(payload))
+        out.bytes(payload)
     return rec, err
+
+
+def _split_wide(d: I64) -> tuple[U8, list[U8]]:
+    """Symbols beyond a byte (16-bit images): the zigzag value's bit length (the coded symbol,
+    0..17) and, per bit length b >= 2, the low ``b - 1`` bits as a low byte and (b >= 10) a high byte."""
+    z = np.where(d >= 0, 2 * d, -2 * d - 1)
+    bucket = np.frexp(z.astype(np.float64))[1].astype(np.int64)  # exact bit length
+    extra = z - np.where(bucket >= 2, 1 << np.maximum(bucket - 1, 0), z)
+    lo = [(extra[bucket == b] & 255).astype(np.uint8) for b in range(2, WIDE_BUCKETS)]
+    hi = [(extra[bucket == b] >> 8).astype(np.uint8) for b in range(10, WIDE_BUCKETS)]
+    return bucket.astype(np.uint8), lo + hi
+
+
+def _join_wide(bucket: U8, r: Reader) -> I64:
+    """Inverse of :func:`_split_wide` reading the extra bytes' payload: the centred symbols."""
+    b = bucket.astype(np.int64)
+    if int(b.max(initial=0)) >= WIDE_BUCKETS:
+        raise BitstreamError("pixel stream: bit length out of range")
+    counts = np.bincount(b, minlength=WIDE_BUCKETS).tolist()
+    parts = _CODER.decode(r.take(r.uint(r.left)), counts[2:] + counts[10:])
+    z = np.minimum(b, 1)
+    for i, bl in enumerate(range(2, WIDE_BUCKETS)):
+        v = parts[i].astype(np.int64)
+        if bl >= 10:
+            v += parts[i + WIDE_BUCKETS - 2 - 8].astype(np.int64) << 8
+        if v.size and int(v.max()) >= 1 << (bl - 1):
+            raise BitstreamError("pixel stream: extra bits out of range")
+        z[b == bl] = (1 << (bl - 1)) + v
+    out: I64 = np.where(z & 1, -((z + 1) >> 1), z >> 1)
+    return out
 
 
 def _ctx_value(pl: _Plane, cw: list[int]) -> I64:
@@ -416,9 +455,11 @@ def _decode_plane(st: PixelState, pl: _Plane, n: int, r: Reader) -> tuple[I32, I
         sym[np.argsort(ccls.astype(np.uint8), kind="stable")] = np.concatenate(bands)
     else:
         sym = bands[0]
-    if int(sym.max(initial=0)) >= st.modulus:
+    m = st.modulus
+    wide = sym.astype(np.int64) if m <= 256 else _join_wide(sym, r) + m // 2
+    if int(wide.max(initial=0)) >= m or int(wide.min(initial=0)) < 0:
         raise BitstreamError("pixel stream: symbol out of range")
-    return _dequantise(st, pred, sym)
+    return _dequantise(st, pred, wide)
 
 
 def decode_predictive(st: PixelState, r: Reader) -> None:
