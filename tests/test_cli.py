@@ -60,6 +60,9 @@ def test_compress_decompress_roundtrip_subprocess(tmp_path: Path, synthetic_conf
     assert Image.open(tmp_path / "b.vae.png").size == (64, 48)
     # any Pillow format by extension
     res = run_cli("decompress", "b.vae", "-o", "b.jpg", cwd=tmp_path, config=synthetic_config_file)
+    assert res.returncode == 2 and "--output-quality" in res.stderr  # a lossy output asks for its quality
+    res = run_cli("decompress", "b.vae", "-o", "b.jpg", "--output-quality", "90", cwd=tmp_path,
+                  config=synthetic_config_file)
     assert res.returncode == 0, res.stderr
     assert Image.open(tmp_path / "b.jpg").format == "JPEG"
 

@@ -62,7 +62,7 @@ def test_relative_paths_resolve_against_file(homes: tuple[Path, Path], tmp_path:
         ("[codec]\nqualty = 5\n", r"codec\.qualty: Extra inputs"),
         ('[models.m]\nencoder = "a"\n', r"models\.m\.decoder: Field required"),
         ("[arena\n", "invalid TOML"),
-        ('[job]\ninputs = "a"\noutput_dir = "o"\nquality = 3\ntarget_bpp = 0.1\n', "either quality or target_bpp"),
+        ('[job]\ninputs = "a"\noutput_dir = "o"\nquality = 3\ntarget_bpp = 0.1\n', "not quality and target_bpp"),
         ('source = "x"\n', "not a configuration key"),
     ],
 )

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from tests.synthetic_vae import build_synthetic_vae
-from vaerans_ecs import api, models
+from vaerans_ecs import api, encoder, models
 from vaerans_ecs.config import CodecConfig, Config, get_config, load_config, set_config
+from vaerans_ecs.encoder import transform_curve
 from vaerans_ecs.errors import ModelError
 from vaerans_ecs.eval.curve import measure_curve
 from vaerans_ecs.models import (
@@ -274,8 +275,13 @@ def test_default_picks_among_builtins_by_rate_curve(
         expect = list(curves)[index]
         spec, chosen_step = models.choose_model(quality=quality)
         assert (spec.name, chosen_step) == (expect, pytest.approx(step))
+        # compress lets the transform coder's curve compete with the models' on the same scale
+        index, step = choose([*curves.values(), transform_curve()], quality=quality)
         data = api.compress(img, quality)
-        assert _stream_model(data) == expect and steps[-1] == pytest.approx(step, rel=1e-6)
+        if index == len(curves):
+            assert [s.name for s in api.inspect(data).pipeline] == ["TransformCode"]
+        else:
+            assert _stream_model(data) == list(curves)[index] and steps[-1] == pytest.approx(step, rel=1e-6)
         assert api.decompress(data).shape == img.shape
     # the lowest quality goes to the model reaching the lowest rate, the highest to the highest
     lowest = min(curves, key=lambda n: curves[n][0].bpp)
@@ -288,6 +294,7 @@ def test_default_picks_among_builtins_by_rate_curve(
     name, point = next(
         (n, p) for n, c in curves.items() for p in c if models.choose_model(target_bpp=p.bpp)[0].name == n
     )
+    monkeypatch.setattr(encoder, "transform_curve", lambda: ())  # the models alone, without the transform coder
     assert models.choose_model(target_bpp=point.bpp)[1] == pytest.approx(point.step)
     del steps[:]
     data = api.compress(img, target_bpp=point.bpp)

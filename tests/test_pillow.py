@@ -69,8 +69,21 @@ def test_target_bpp_and_modes(tmp_path: Path, synthetic_model: ModelSpec) -> Non
     rgba.save(tmp_path / "a.vae", target_bpp=1.0, model=synthetic_model.name)
     Image.fromarray(_image(64, 64)[:, :, 0]).save(tmp_path / "l.vae", model=synthetic_model.name)
     with Image.open(tmp_path / "a.vae") as a, Image.open(tmp_path / "l.vae") as grey:
-        assert a.mode == grey.mode == "RGB"
+        assert (a.mode, grey.mode) == ("RGBA", "L")  # the source's layout survives
         assert a.size == grey.size == (64, 64)
+        a.load()
+        grey.load()
+        assert np.asarray(a).shape == (64, 64, 4) and np.asarray(grey).shape == (64, 64)
+
+
+def test_save_lossless_and_max_error(tmp_path: Path) -> None:
+    src = Image.fromarray(np.dstack([_image(40, 56), np.arange(40 * 56, dtype=np.uint8).reshape(40, 56)]))
+    src.save(tmp_path / "x.vae", lossless=True)
+    with Image.open(tmp_path / "x.vae") as back:
+        np.testing.assert_array_equal(np.asarray(back), np.asarray(src))
+    src.save(tmp_path / "y.vae", max_error=3)
+    with Image.open(tmp_path / "y.vae") as near:
+        assert int(np.abs(np.asarray(near).astype(int) - np.asarray(src)).max()) <= 3
 
 
 def test_corrupt_streams_say_why(tmp_path: Path, synthetic_model: ModelSpec) -> None:

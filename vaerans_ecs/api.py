@@ -27,8 +27,10 @@ from vaerans_ecs.core import System, World
 from vaerans_ecs.core.arena import Arena
 from vaerans_ecs.core.stream import ImageStream, pack_image_stream, read_image_stream
 from vaerans_ecs.core.system import StageKind
+from vaerans_ecs.encoder import Request, encode_sources
 from vaerans_ecs.errors import BitstreamError, VaeransError
-from vaerans_ecs.imaging import to_rgb_uint8
+from vaerans_ecs.imaging import ImageMeta, load_source
+from vaerans_ecs.imaging.source import mode_for
 from vaerans_ecs.models import ModelSpec, choose_model
 from vaerans_ecs.systems.entropy import DEFAULT_CODER, ANSEncode
 from vaerans_ecs.systems.hadamard import Hadamard4
@@ -43,9 +45,13 @@ __all__ = [
     "decode_streams",
     "decompress",
     "decompress_batch",
+    "decompress_image",
     "encode_entities",
     "entity_to_bytes",
     "inspect",
+    "new_world",
+    "spawn_images",
+    "stream_meta",
     "symbols_of",
 ]
 
@@ -53,12 +59,13 @@ log = logging.getLogger(__name__)
 ImageLike = Any
 
 
-def _new_world(config: Config) -> World:
+def new_world(config: Config) -> World:
+    """A private World sized by ``[arena]`` that reads ``config`` (one per call: threads never share one)."""
     mib = 1 << 20
     return World(Arena(config.arena.capacity_mb * mib, config.arena.max_capacity_mb * mib), config=config)
 
 
-def _spawn_images(world: World, arrays: Sequence[npt.NDArray[np.uint8]], config: Config) -> list[int]:
+def spawn_images(world: World, arrays: Sequence[npt.NDArray[np.uint8]], config: Config) -> list[int]:
     """Spawn RGB entities: small images copied into the arena, large (tiled) ones read in place.
 
     Why: for an image the VAE tiles (more than ``[runtime] tile_size**2`` pixels) the arena copy
@@ -99,7 +106,10 @@ def entity_to_bytes(
         raise VaeransError(f"entity {eid} has no ImageInfo: run an image pipeline on it first")
     info = world.get_component(eid, ImageInfo)
     chosen = [world.history(eid)] if layers is None else [list(layer) for layer in layers]
-    return pack_image_stream(world, eid, chosen, height=info.height, width=info.width, metadata=metadata)
+    return pack_image_stream(
+        world, eid, chosen, height=info.height, width=info.width, channels=info.channels, bit_depth=info.bit_depth,
+        metadata=metadata,
+    )
 
 
 def _check_rate(quality: float, target_bpp: float | None) -> None:
@@ -121,8 +131,12 @@ def encode_entities(
     coder: str | None = None,
     stages: Sequence[System] = (),
     config: Config | None = None,
+    metadata: Sequence[dict[str, bytes]] | None = None,
 ) -> list[bytes]:
-    """Compress entities holding RGB in ``world``: one batched VAE pass, then per-entity coding."""
+    """Compress entities holding RGB in ``world``: one batched VAE pass, then per-entity coding.
+
+    ``metadata`` gives each entity's ancillary sections (ICC, EXIF, mode).
+    """
     cfg = config or world.config
     if quality is not None and target_bpp is not None:
         raise VaeransError("give either quality or target_bpp, not both")
@@ -139,12 +153,12 @@ def encode_entities(
     pipe.run()
     coder_name = coder or cfg.codec.coder or DEFAULT_CODER
     out = []
-    for eid in eids:
+    for i, eid in enumerate(eids):
         if target_bpp is None:
             (world.pipe(eid) | QuantizeU8(step=step) | ANSEncode(coder=coder_name)).run()
         else:
             _rate_control(world, eid, spec, target_bpp, coder_name, guess=step)
-        out.append(entity_to_bytes(world, eid))
+        out.append(entity_to_bytes(world, eid, metadata=metadata[i] if metadata else None))
     return out
 
 
@@ -191,22 +205,25 @@ def compress(
     model: str = "default",
     *,
     target_bpp: float | None = None,
+    lossless: bool = False,
+    max_error: int | None = None,
     wavelet: str | None = None,
     levels: int | None = None,
     coder: str | None = None,
     stages: Sequence[System] = (),
     config: Config | None = None,
 ) -> bytes:
-    """Compress one image (array or PIL; converted by :mod:`vaerans_ecs.imaging` rules) to bytes.
+    """Compress one image (array, PIL image, path or file bytes; :mod:`vaerans_ecs.imaging` rules).
 
-    ``quality`` in [1, 100] (default from config, 75) or ``target_bpp`` (rate control by bisection,
-    within +-5 % or the nearest reachable rate, logged), not both. ``model="default"`` lets the
-    request pick among the built-in models by their measured rate curves
-    (:func:`vaerans_ecs.models.choose_model`). ``stages`` adds registered stages to the pipeline.
+    Lossy: ``quality`` in [1, 100] (default from config, 75; 100 is the best lossy quality) or
+    ``target_bpp`` (within +-5 % or the nearest reachable rate, logged), not both. Exact:
+    ``lossless=True``, or ``max_error=k`` (k = 1..16: every pixel and channel within ``k``).
+    The encoder picks the method per image (:mod:`vaerans_ecs.encoder`); ``model`` names a VAE to
+    use only it; ``stages`` adds registered stages to the VAE pipeline.
     """
     return compress_batch(
-        [img], quality, model, target_bpp=target_bpp, wavelet=wavelet, levels=levels, coder=coder, stages=stages,
-        config=config,
+        [img], quality, model, target_bpp=target_bpp, lossless=lossless, max_error=max_error, wavelet=wavelet,
+        levels=levels, coder=coder, stages=stages, config=config,
     )[0]
 
 
@@ -216,28 +233,22 @@ def compress_batch(
     model: str = "default",
     *,
     target_bpp: float | None = None,
+    lossless: bool = False,
+    max_error: int | None = None,
     wavelet: str | None = None,
     levels: int | None = None,
     coder: str | None = None,
     stages: Sequence[System] = (),
     config: Config | None = None,
 ) -> list[bytes]:
-    """Compress many images sharing one World; equal-size images share one VAE inference."""
+    """Compress many images sharing one World; equal-size images coded by a VAE share one inference."""
     cfg = config or get_config()
-    if quality is not None and target_bpp is not None:
-        raise VaeransError("give either quality or target_bpp, not both")
-    world = _new_world(cfg)
-    arrays = [to_rgb_uint8(img) for img in images]
-    for arr in arrays:
-        if arr.shape[0] * arr.shape[1] > cfg.runtime.max_pixels:
-            raise VaeransError(
-                f"image of {arr.shape[0]}x{arr.shape[1]} pixels is over [runtime] max_pixels={cfg.runtime.max_pixels}"
-            )
-    eids = _spawn_images(world, arrays, cfg)
-    return encode_entities(
-        world, eids, quality=quality, model=model, target_bpp=target_bpp, wavelet=wavelet, levels=levels,
-        coder=coder, stages=stages, config=cfg,
-    )
+    request = Request(
+        quality=quality, target_bpp=target_bpp, lossless=lossless, max_error=max_error, model=model,
+        wavelet=wavelet, levels=levels, coder=coder, stages=tuple(stages),
+    ).check()
+    sources = [load_source(img, max_pixels=cfg.runtime.max_pixels) for img in images]
+    return encode_sources(sources, request, cfg)
 
 
 @dataclass(frozen=True)
@@ -262,6 +273,16 @@ class StreamInfo:
     def width(self) -> int:
         """Source image width."""
         return self.stream.width
+
+    @property
+    def channels(self) -> int:
+        """Channels the stream decodes to (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA)."""
+        return self.stream.channels
+
+    @property
+    def bit_depth(self) -> int:
+        """Bits per sample of the decoded pixels (8 or 16)."""
+        return self.stream.bit_depth
 
     @property
     def pipeline(self) -> tuple[System, ...]:
@@ -308,6 +329,10 @@ def inspect(data: bytes, *, max_pixels: int | None = None, config: Config | None
     return StreamInfo(stream, tuple(stages))
 
 
+def _info(stream: ImageStream) -> ImageInfo:
+    return ImageInfo(height=stream.height, width=stream.width, channels=stream.channels, bit_depth=stream.bit_depth)
+
+
 def _load_layer(world: World, eid: int, stream: ImageStream, index: int, config: Config) -> list[System]:
     """Give ``eid`` the components layer ``index`` decodes from; return its decoder."""
     layer = stream.layers[index]
@@ -328,7 +353,7 @@ def decode_streams(
     t0 = time.perf_counter()
     parsed = [read_image_stream(data, cfg, max_pixels=max_pixels) for data in streams]
     world.timings.append(("parse", len(parsed), time.perf_counter() - t0))
-    order = [world.spawn(ImageInfo(height=s.height, width=s.width)) for s in parsed]
+    order = [world.spawn(_info(s)) for s in parsed]
     depth = max((len(s.layers) for s in parsed), default=0)
     if layers is not None:
         if layers < 1:
@@ -349,8 +374,9 @@ def decode_streams(
 
 def decompress(
     data: bytes, *, max_pixels: int | None = None, layers: int | None = None, config: Config | None = None
-) -> npt.NDArray[np.uint8]:
-    """Decode a stream to an image of the original size (``layers=1``: the base layer only)."""
+) -> npt.NDArray[Any]:
+    """Decode a stream to pixels of the source's size and layout: HxW (gray), HxWx2, HxWx3 or
+    HxWx4, uint8 or uint16. ``layers=1`` gives the base layer of a layered stream only."""
     return decompress_batch([data], max_pixels=max_pixels, layers=layers, config=config)[0]
 
 
@@ -360,20 +386,39 @@ def decompress_batch(
     max_pixels: int | None = None,
     layers: int | None = None,
     config: Config | None = None,
-) -> list[npt.NDArray[np.uint8]]:
+) -> list[npt.NDArray[Any]]:
     """Decode many streams sharing one World; streams with the same decoder run as a batch.
 
     Images decoded into buffers of their own (large, tiled ones: see ``OnnxVAEDecode``) are
     returned as they are; the others are copied out of the arena, which is then reset.
     """
-    world = _new_world(config or get_config())
+    world = new_world(config or get_config())
     out = []
     for eid in decode_streams(world, streams, max_pixels=max_pixels, layers=layers):
         ref = world.get_component(eid, ReconRGB).ref
         view = world.view(ref)
-        out.append(view if world.arena.is_external(ref) else np.array(view, dtype=np.uint8, copy=True))
+        pixels = view if world.arena.is_external(ref) else np.array(view, copy=True)
+        out.append(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
     world.clear()
     return out
+
+
+def stream_meta(info: StreamInfo) -> ImageMeta:
+    """The source's mode, ICC profile and EXIF block as the stream records them."""
+    meta = info.stream.metadata
+    mode = meta["mode"].decode(errors="replace") if "mode" in meta else mode_for(info.channels, info.bit_depth)
+    try:
+        return ImageMeta(mode=mode, icc=meta.get("icc"), exif=meta.get("exif"))
+    except VaeransError as exc:
+        raise BitstreamError(f"invalid metadata in the stream: {exc}") from None
+
+
+def decompress_image(data: bytes, *, layers: int | None = None, config: Config | None = None) -> Any:
+    """Decode a stream to a PIL image in the source's mode, with its ICC profile and EXIF in ``info``."""
+    from vaerans_ecs.imaging import restore_image
+
+    meta = stream_meta(inspect(data, config=config))
+    return restore_image(decompress(data, layers=layers, config=config), meta)
 
 
 def symbols_of(data: bytes, *, max_pixels: int | None = None, config: Config | None = None) -> npt.NDArray[np.uint8]:
@@ -381,7 +426,7 @@ def symbols_of(data: bytes, *, max_pixels: int | None = None, config: Config | N
     cfg = config or get_config()
     stream = read_image_stream(data, cfg, max_pixels=max_pixels)
     world = World(Arena(1 << 24), config=cfg)
-    eid = world.spawn(ImageInfo(height=stream.height, width=stream.width))
+    eid = world.spawn(_info(stream))
     decoder = _load_layer(world, eid, stream, 0, cfg)
     sym = (world.pipe(eid) | decoder[0]).out(SymbolsU8)  # the entropy decoder runs first
     return np.array(world.view(sym.ref), copy=True)

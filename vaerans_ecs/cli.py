@@ -80,6 +80,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _max_error(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"max error must be an integer 1..16, got {text!r}") from None
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"max error must be in 1..16, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -133,6 +143,8 @@ def _build_parser() -> _Parser:
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("-q", "--quality", type=_quality, metavar="Q", help="quality 1..100 (default: [codec] quality)")
     rate.add_argument("--target-bpp", type=_positive_float, metavar="B", help="aim at B bits per pixel (within 5%%)")
+    rate.add_argument("--lossless", action="store_true", help="exact: decodes to the very same pixels")
+    rate.add_argument("--max-error", type=_max_error, metavar="K", help="every pixel and channel within K (1..16)")
     p.add_argument("--model", default="default", metavar="NAME", help="model name or folder (see 'vaerans models')")
     p.add_argument("-f", "--force", action="store_true", help="replace existing files (never inputs)")
     p.set_defaults(func=_cmd_compress)
@@ -148,6 +160,9 @@ def _build_parser() -> _Parser:
     where.add_argument("-o", "--output", metavar="OUT", help="output file (one input only; '-' = stdout)")
     where.add_argument("--out-dir", metavar="DIR", help="write IN's name + extension into DIR (created if missing)")
     p.add_argument("--format", metavar="FMT", help="output format when not given by -o's extension (default png)")
+    p.add_argument("--output-quality", type=_quality, metavar="Q",
+                   help="quality 1..100 of a lossy output format (JPEG, WebP, AVIF, JXL): required for those")
+    p.add_argument("--layers", type=_positive_int, metavar="N", help="decode only the first N layers (1: the base)")
     p.add_argument("-f", "--force", action="store_true", help="replace existing files (never inputs)")
     p.set_defaults(func=_cmd_decompress)
 
@@ -225,7 +240,6 @@ class _LowercaseLevelFormatter(logging.Formatter):
 
 def _cmd_compress(args: argparse.Namespace) -> int:
     from vaerans_ecs import api
-    from vaerans_ecs.fileio import image_from_bytes
     from vaerans_ecs.models import get_model
 
     outputs = plan_outputs(args, ".vae")
@@ -236,17 +250,20 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     def work(index: int, data: bytes) -> tuple[bytes, str]:
-        image = image_from_bytes(data)
-        stream = api.compress(image, args.quality, args.model, target_bpp=args.target_bpp)
-        bpp = len(stream) * 8 / (image.shape[0] * image.shape[1])
-        return stream, f"{image.shape[1]}x{image.shape[0]}, {len(stream)} bytes, {bpp:.4f} bpp"
+        stream = api.compress(
+            data, args.quality, args.model, target_bpp=args.target_bpp, lossless=args.lossless,
+            max_error=args.max_error,
+        )
+        info = api.inspect(stream)
+        return stream, f"{info.width}x{info.height}, {len(stream)} bytes, {info.bpp:.4f} bpp"
 
     return run_files(args, outputs, work)
 
 
 def _cmd_decompress(args: argparse.Namespace) -> int:
     from vaerans_ecs import api
-    from vaerans_ecs.fileio import image_to_bytes, pillow_save_format
+    from vaerans_ecs.fileio import pillow_save_format
+    from vaerans_ecs.imaging import encode_image, is_lossy_format
 
     try:
         default_fmt, ext = pillow_save_format(args.format or "png")
@@ -262,10 +279,18 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
             formats.append(pillow_save_format(out.suffix)[0] if out.suffix else default_fmt)
         except VaeransError as exc:
             raise UsageError(f"vaerans decompress: {out}: {exc}") from None
+    for fmt in set(formats):
+        lossy = is_lossy_format(fmt)
+        if lossy and args.output_quality is None:
+            raise UsageError(f"vaerans decompress: writing {fmt} is lossy: give --output-quality Q (1..100)")
+        if not lossy and args.output_quality is not None:
+            raise UsageError(f"vaerans decompress: {fmt} is lossless: --output-quality does not apply")
 
     def work(index: int, data: bytes) -> tuple[bytes, str]:
-        image = api.decompress(data)
-        return image_to_bytes(image, formats[index]), f"{image.shape[1]}x{image.shape[0]} {formats[index]}"
+        pixels = api.decompress(data, layers=args.layers)
+        meta = api.stream_meta(api.inspect(data))
+        out = encode_image(pixels, meta, formats[index], quality=args.output_quality)
+        return out, f"{pixels.shape[1]}x{pixels.shape[0]} {meta.mode} {formats[index]}"
 
     return run_files(args, outputs, work)
 

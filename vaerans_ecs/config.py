@@ -119,12 +119,19 @@ class JobConfig(_Section):
     executor: Literal["local", "dask"] = "local"
     scheduler: str | None = None
     output_format: str = "png"
+    #: Quality 1..100 of a lossy ``output_format`` (JPEG, WebP, AVIF, JXL), required for those.
+    output_quality: float | None = Field(None, ge=1.0, le=100.0)
+    lossless: bool = False
+    max_error: int | None = Field(None, ge=1, le=16)
     report: Path | None = None
 
     @model_validator(mode="after")
     def _one_rate(self) -> JobConfig:
-        if self.quality is not None and self.target_bpp is not None:
-            raise ValueError("give either quality or target_bpp, not both")
+        given = [k for k in ("quality", "target_bpp", "max_error") if getattr(self, k) is not None]
+        if self.lossless:
+            given.append("lossless")
+        if len(given) > 1:
+            raise ValueError(f"give one of quality, target_bpp, lossless and max_error, not {' and '.join(given)}")
         return self
 
 

@@ -1,4 +1,4 @@
-"""Files the CLI and batch jobs read and write: atomic, no-clobber writes and Pillow image I/O.
+"""Files the CLI and batch jobs write: atomic, no-clobber writes (images go through :mod:`vaerans_ecs.imaging`).
 
 Writing a file is two steps: the bytes go to a new temporary file in the target's folder
 (:func:`write_temp`, fsynced), then :func:`publish` moves it into place. ``publish`` with
@@ -16,21 +16,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import os
 import uuid
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
-from vaerans_ecs.errors import ImageInputError, VaeransError
+from vaerans_ecs.errors import VaeransError
 
 __all__ = [
     "TMP_SUFFIX",
     "file_sha256",
-    "image_from_bytes",
-    "image_to_bytes",
     "missing_folder",
     "pillow_save_format",
     "publish",
@@ -137,30 +131,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def image_from_bytes(data: bytes) -> npt.NDArray[np.uint8]:
-    """Decode an image file's bytes with Pillow (first frame, EXIF orientation applied) to HxWx3 uint8.
-
-    Raises :class:`ImageInputError` for anything Pillow cannot read or the codec does not accept.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from vaerans_ecs.imaging import to_rgb_uint8
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-            return to_rgb_uint8(upright if upright is not None else img)
-    except ImageInputError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageInputError("not an image file Pillow can read (unknown or corrupt format)") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageInputError(f"refused by Pillow's decompression-bomb check: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as exc:
-        raise ImageInputError(f"cannot decode image: {exc}") from None
-
-
 def pillow_save_format(name_or_ext: str) -> tuple[str, str]:
     """``(Pillow format, file extension)`` for a format name or extension (``"png"``, ``".jpg"``, ``"JPEG"``).
 
@@ -183,13 +153,3 @@ def pillow_save_format(name_or_ext: str) -> tuple[str, str]:
         writable = sorted({e for e, f in exts.items() if f in Image.SAVE})
         raise VaeransError(f"Pillow cannot write format {name_or_ext!r}; writable extensions: {' '.join(writable)}")
     return fmt, ext
-
-
-def image_to_bytes(img: npt.NDArray[np.uint8], fmt: str) -> bytes:
-    """Encode an HxWx3 uint8 image with Pillow as ``fmt`` (a format name or extension)."""
-    from PIL import Image
-
-    pil_format, _ = pillow_save_format(fmt)
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img)).save(buf, format=pil_format)
-    return buf.getvalue()

@@ -13,8 +13,10 @@ The format is ``"VAERANS"``, extension ``.vae``, MIME type ``image/x-vaerans``; 
 recognised by their magic bytes (:func:`vaerans_ecs.core.container.accept`), whatever their
 name. Opening parses and checks the header only (:func:`vaerans_ecs.api.inspect`: CRC, declared
 size against ``[runtime] max_pixels`` and Pillow's decompression-bomb limit); decoding happens in
-``load()``. Images are always ``RGB``. ``img.info`` holds ``model``, ``fingerprint``, ``bpp``
-and ``pipeline``.
+``load()``. The image mode is the stored layout: ``L``, ``LA``, ``RGB``, ``RGBA`` or ``I;16``
+(palette and 1-bit sources are stored as their colours; :func:`vaerans_ecs.api.decompress_image`
+restores those modes). ``img.info`` holds ``model``, ``fingerprint``, ``bpp``, ``pipeline`` and
+the source's ``icc_profile`` and ``exif`` when the stream carries them.
 
 A file with the vaerans magic whose header is invalid raises :class:`InvalidStreamError` from
 ``Image.open``: both a :class:`~PIL.UnidentifiedImageError` (what Pillow raises for files it
@@ -22,10 +24,11 @@ cannot read) and a :class:`~vaerans_ecs.errors.BitstreamError`, whose message sa
 (Pillow would otherwise report only "cannot identify image file"). A payload that fails to decode
 raises :class:`~vaerans_ecs.errors.BitstreamError` from ``load()``.
 
-Saving accepts any image the codec accepts (:mod:`vaerans_ecs.imaging` rules: alpha dropped,
-grey replicated, 16-bit scaled) with the keywords ``quality`` (1..100), ``target_bpp`` and
-``model`` (default ``"default"``). Pillow has no entry points for plugins, so the import (or
-:func:`register_vaerans_opener`) is needed once per process.
+Saving accepts any image the codec accepts (:mod:`vaerans_ecs.imaging` rules; its ICC profile and
+EXIF block travel with it) with the keywords ``quality`` (1..100), ``target_bpp``, ``lossless``
+(``save(..., lossless=True)``), ``max_error`` (1..16) and ``model`` (default ``"default"``).
+Pillow has no entry points for plugins, so the import (or :func:`register_vaerans_opener`) is
+needed once per process.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from vaerans_ecs.core.container import accept
 from vaerans_ecs.errors import BitstreamError
 
 __all__ = ["EXTENSION", "FORMAT", "MIME", "InvalidStreamError", "VaeransImageFile", "register_vaerans_opener"]
+
+#: Pillow mode of each stored layout (channels, bit depth).
+_MODES = {(1, 8): "L", (2, 8): "LA", (3, 8): "RGB", (4, 8): "RGBA", (1, 16): "I;16"}
 
 FORMAT = "VAERANS"
 EXTENSION = ".vae"
@@ -75,8 +81,18 @@ class VaeransImageFile(ImageFile.ImageFile):
             info = api.inspect(data)
         except VaeransError as exc:
             raise InvalidStreamError(f"invalid vaerans stream: {exc}") from None
-        self._mode = "RGB"
+        mode = _MODES.get((info.channels, info.bit_depth))
+        if mode is None:
+            raise InvalidStreamError(
+                f"{info.channels} channels of {info.bit_depth} bits have no Pillow mode: use vaerans_ecs.decompress"
+            )
+        self._mode = mode
         self._size = (info.width, info.height)
+        meta = info.stream.metadata
+        if "icc" in meta:
+            self.info["icc_profile"] = meta["icc"]
+        if "exif" in meta:
+            self.info["exif"] = b"Exif\x00\x00" + meta["exif"]
         self.info["model"] = info.model
         self.info["fingerprint"] = info.fingerprint
         self.info["bpp"] = info.bpp
@@ -95,7 +111,7 @@ class VaeransDecoder(ImageFile.PyDecoder):
         assert self.fd is not None
         data = self.fd.read()
         image = api.decompress(data)
-        self.set_as_raw(image.tobytes(), "RGB")
+        self.set_as_raw(image.tobytes(), self.mode)
         return -1, 0
 
 
@@ -105,13 +121,15 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     opts = im.encoderinfo
     quality = opts.get("quality")
     target_bpp = opts.get("target_bpp")
-    model = opts.get("model", "default")
+    max_error = opts.get("max_error")
     fp.write(
         api.compress(
             im,
             None if quality is None else float(quality),
-            str(model),
+            str(opts.get("model", "default")),
             target_bpp=None if target_bpp is None else float(target_bpp),
+            lossless=bool(opts.get("lossless", False)),
+            max_error=None if max_error is None else int(max_error),
         )
     )
 

@@ -149,7 +149,7 @@ def test_roundtrip_eval_decompress_and_list_file(tmp_path: Path, synthetic_model
     assert doc["totals"]["mean_psnr"] > 10 and "psnr" in doc["files"][0]
 
     dec = JobConfig(inputs=[str(tmp_path / "ev" / "**" / "*.vae")], output_dir=tmp_path / "dec",
-                    operation="decompress", output_format="jpg", report=tmp_path / "dec.json")
+                    operation="decompress", output_format="jpg", output_quality=90, report=tmp_path / "dec.json")
     report = run_job(dec)
     assert report.ok == 3
     assert Image.open(tmp_path / "dec" / "b" / "c" / "img00.jpg").format == "JPEG"

@@ -32,11 +32,12 @@ def ref(shape: tuple[int, ...], dtype: str) -> object:
 @pytest.mark.parametrize(
     ("cls", "good", "bad"),
     [
-        (RGB, ((4, 5, 3), "uint8"), [((4, 5, 4), "uint8"), ((4, 5, 3), "float32"), ((4, 5), "uint8")]),
-        (ReconRGB, ((4, 5, 3), "uint8"), [((4, 5, 1), "uint8")]),
+        (RGB, ((4, 5, 3), "uint8"), [((4, 5, 5), "uint8"), ((4, 5, 3), "float32"), ((4, 5), "uint8")]),
+        (RGB, ((4, 5, 1), "uint16"), [((4, 5, 0), "uint16"), ((4, 5, 2), "int16")]),
+        (ReconRGB, ((4, 5, 4), "uint8"), [((4, 5, 5), "uint8")]),
         (Latent4, ((4, 2, 3), "float32"), [((3, 2, 3), "float32"), ((4, 2, 3), "float64"), ((4, 0, 3), "float32")]),
         (YUVW4, ((4, 2, 3), "float32"), [((4, 2), "float32")]),
-        (Residual, ((2, 2, 3), "int16"), [((2, 2, 3), "uint8")]),
+        (Residual, ((2, 2, 3), "int16"), [((2, 2, 3), "uint8"), ((2, 2, 6), "int32")]),
     ],
 )
 def test_tensor_components(cls: type, good: tuple, bad: list) -> None:

@@ -17,8 +17,8 @@ from scipy import ndimage
 from vaerans_ecs.components import RGB, BlurRGB, ReconRGB, Residual
 from vaerans_ecs.core import SYSTEMS, World
 from vaerans_ecs.errors import ConfigError, MissingComponentError, VaeransError
+from vaerans_ecs.systems import ComputeResidual
 from vaerans_ecs.systems.metrics import (
-    ComputeResidual,
     GaussianBlur,
     Metrics,
     QualityMetrics,

@@ -40,7 +40,7 @@ from vaerans_ecs.batch.report import REPORT_KEY, FileResult, JobReport
 from vaerans_ecs.batch.runners import drive, make_runner
 from vaerans_ecs.batch.worker import Task, TaskResult, WorkerSetup, choose_job_model
 from vaerans_ecs.config import Config, JobConfig, get_config
-from vaerans_ecs.errors import VaeransError
+from vaerans_ecs.errors import ConfigError, VaeransError
 from vaerans_ecs.fileio import TMP_SUFFIX, file_sha256, pillow_save_format, publish, write_temp
 
 __all__ = ["KILL_AFTER_ENV", "REPORT_NAME", "Job", "job_parameters", "run_job"]
@@ -74,20 +74,28 @@ def job_parameters(job: JobConfig, cfg: Config) -> tuple[dict[str, Any], str, st
     from vaerans_ecs import __version__
 
     if job.operation == "decompress":
-        fmt, ext = pillow_save_format(job.output_format)
-        return {"operation": job.operation, "output_format": fmt, "version": __version__}, "", ext
-    from vaerans_ecs.models import get_model, model_names
+        from vaerans_ecs.imaging import is_lossy_format
 
-    quality = None if job.target_bpp is not None else (job.quality or cfg.codec.quality)
-    registered = tuple(get_model(n) for n, s in model_names().items() if s == "registered")
-    name, fingerprint = choose_job_model(job.model or "default", quality, job.target_bpp, cfg, registered)
-    params: dict[str, Any] = {
+        fmt, ext = pillow_save_format(job.output_format)
+        lossy = is_lossy_format(fmt)
+        if lossy != (job.output_quality is not None):
+            need = "is lossy: give output_quality (1..100)" if lossy else "is lossless: output_quality does not apply"
+            raise ConfigError(f"[job] output_format {job.output_format!r} {need}")
+        params = {"operation": job.operation, "output_format": fmt, "output_quality": job.output_quality,
+                  "version": __version__}
+        return params, "", ext
+    exact = job.lossless or job.max_error is not None
+    quality = None if job.target_bpp is not None or exact else (job.quality or cfg.codec.quality)
+    name, fingerprint = choose_job_model(job.model or "default", quality, job.target_bpp, cfg)
+    params = {
         "operation": job.operation,
         "version": __version__,
         "model": name,
         "fingerprint": fingerprint,
         "quality": quality,
         "target_bpp": job.target_bpp,
+        "lossless": job.lossless,
+        "max_error": job.max_error,
         "wavelet": cfg.codec.wavelet,
         "levels": cfg.codec.levels,
         "coder": cfg.codec.coder,
@@ -359,7 +367,10 @@ class Job:
         # workers get the requested name: "default" picks its model (and step) per request
         model = job.model or "default"
         fmt = str(self.params.get("output_format", ""))
-        return Task(key, str(item.input), data, job.operation, job.quality, job.target_bpp, model, fmt)
+        return Task(
+            key, str(item.input), data, job.operation, job.quality, job.target_bpp, model, fmt,
+            lossless=job.lossless, max_error=job.max_error, output_quality=job.output_quality,
+        )
 
     def failed(self, key: int, message: str, tb: str | None = None) -> None:
         """A task that did not come back (dead worker, executor error)."""

@@ -9,7 +9,6 @@ parts of the codec that still read the process configuration. The job's own proc
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import signal
@@ -17,12 +16,10 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from vaerans_ecs.config import Config, get_config, set_config
+from vaerans_ecs.config import Config, get_config
 from vaerans_ecs.errors import BitstreamError, VaeransError
 
 __all__ = [
@@ -63,6 +60,9 @@ class Task:
     target_bpp: float | None
     model: str
     output_format: str
+    lossless: bool = False
+    max_error: int | None = None
+    output_quality: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,6 @@ def mp_context() -> Any:
 
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
-def takes_config(func: Callable[..., Any]) -> bool:
-    """True when ``func`` accepts a ``config=`` keyword (the codec functions gain one)."""
-    try:
-        return "config" in inspect.signature(func).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        return False
 
 
 def _process_alive(pid: int) -> bool:
@@ -147,7 +139,6 @@ def init_worker(setup: WorkerSetup, *, pool_worker: bool = True) -> None:
       job: a pinned spec would shadow a later job's ``[models.NAME]``.
     """
     global _setup
-    from vaerans_ecs import api
     from vaerans_ecs.models import get_model, register_model
     from vaerans_ecs.runtime import get_session
 
@@ -155,14 +146,12 @@ def init_worker(setup: WorkerSetup, *, pool_worker: bool = True) -> None:
         with contextlib.suppress(ValueError):  # not the main thread: Ctrl-C is the job's to handle
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         _watch_job(setup.job_pid)
-    if pool_worker or not takes_config(api.compress):
-        set_config(setup.config)  # this process works for the job (or the codec cannot take config=)
     for spec in setup.models:
         register_model(spec, replace_existing=True)
     threads = setup.config.runtime.intra_op_threads
     for name in setup.warm:
         try:
-            spec = get_model(name)
+            spec = get_model(name, config=setup.config)
             get_session(spec.encoder, None, threads)
             if setup.decoders:
                 get_session(spec.decoder, None, threads)
@@ -177,29 +166,33 @@ def init_worker(setup: WorkerSetup, *, pool_worker: bool = True) -> None:
     _setup = setup
 
 
-def _codec_kwargs(func: Callable[..., Any]) -> dict[str, Any]:
-    return {"config": _setup.config} if _setup is not None and takes_config(func) else {}
-
-
 def _work(task: Task) -> tuple[bytes, int, int, float | None]:
     from vaerans_ecs import api
-    from vaerans_ecs.fileio import image_from_bytes, image_to_bytes
+    from vaerans_ecs.imaging import encode_image, load_source
 
+    cfg = _setup.config if _setup is not None else get_config()
     if task.operation == "decompress":
         try:
-            image = api.decompress(task.data, **_codec_kwargs(api.decompress))
+            pixels = api.decompress(task.data, config=cfg)
+            meta = api.stream_meta(api.inspect(task.data, config=cfg))
         except BitstreamError as exc:
             raise BitstreamError(f"not a valid vaerans stream: {exc}") from None
-        h, w = image.shape[:2]
-        return image_to_bytes(image, task.output_format), w, h, None
-    image = image_from_bytes(task.data)
-    h, w = image.shape[:2]
-    out = api.compress(image, task.quality, task.model, target_bpp=task.target_bpp, **_codec_kwargs(api.compress))
+        h, w = pixels.shape[:2]
+        return encode_image(pixels, meta, task.output_format, quality=task.output_quality), w, h, None
+    source = load_source(task.data, max_pixels=cfg.runtime.max_pixels)
+    h, w = source.height, source.width
+    out = api.compress(
+        source, task.quality, task.model, target_bpp=task.target_bpp, lossless=task.lossless,
+        max_error=task.max_error, config=cfg,
+    )
     if task.operation != "roundtrip-eval":
         return out, w, h, None
+    from vaerans_ecs.encoder import to_8bit
     from vaerans_ecs.systems.metrics import psnr
 
-    return out, w, h, psnr(image, api.decompress(out, **_codec_kwargs(api.decompress)))
+    decoded = api.decompress(out, config=cfg).reshape(source.pixels.shape)
+    exact = task.lossless or task.max_error is not None
+    return out, w, h, psnr(source.pixels if exact else to_8bit(source.pixels), decoded)
 
 
 def run_task(task: Task) -> TaskResult:
@@ -227,41 +220,10 @@ def run_task_with(setup: WorkerSetup, task: Task) -> TaskResult:
 # -- which model a job runs ------------------------------------------------------------------------
 
 
-def _choose(name: str, quality: float | None, target_bpp: float | None, config: Config | None) -> tuple[str, str]:
+def choose_job_model(name: str, quality: float | None, target_bpp: float | None, config: Config) -> tuple[str, str]:
+    """``(model name, decoder fingerprint)`` that ``name`` means under ``config`` (this process's
+    configuration is never touched)."""
     from vaerans_ecs.models import choose_model
 
-    extra: dict[str, Any] = {"config": config} if config is not None else {}
-    spec, _ = choose_model(name, quality=quality, target_bpp=target_bpp, **extra)
+    spec, _ = choose_model(name, quality=quality, target_bpp=target_bpp, config=config)
     return spec.name, spec.fingerprint
-
-
-def _install(config: Config, models: tuple[Any, ...]) -> None:
-    from vaerans_ecs.models import register_model
-
-    set_config(config)
-    for spec in models:
-        register_model(spec, replace_existing=True)
-
-
-def _model_view(config: Config) -> tuple[Any, ...]:
-    return (config.models, config.codec.model)
-
-
-def choose_job_model(
-    name: str, quality: float | None, target_bpp: float | None, config: Config, models: tuple[Any, ...]
-) -> tuple[str, str]:
-    """``(model name, decoder fingerprint)`` that ``name`` means under ``config``, without touching this
-    process's configuration.
-
-    When the model registry cannot take ``config=`` and the job's models differ from this process's,
-    the question goes to a short-lived child process that installs ``config`` (``models``: the specs
-    registered here, which win over any configuration).
-    """
-    from vaerans_ecs.models import choose_model
-
-    if takes_config(choose_model):
-        return _choose(name, quality, target_bpp, config)
-    if _model_view(config) == _model_view(get_config()):
-        return _choose(name, quality, target_bpp, None)
-    with ProcessPoolExecutor(1, mp_context=mp_context(), initializer=_install, initargs=(config, models)) as pool:
-        return pool.submit(_choose, name, quality, target_bpp, None).result()

@@ -3,7 +3,7 @@
 from vaerans_ecs.components.base import Component, check_ref
 from vaerans_ecs.components.image import RGB, BlurRGB, ImageInfo, ReconRGB, Residual
 from vaerans_ecs.components.latent import YUVW4, Latent4
-from vaerans_ecs.components.quant import ANSBitstream, QuantParams, SymbolsU8
+from vaerans_ecs.components.quant import ANSBitstream, LayerBits, QuantParams, SymbolsU8
 from vaerans_ecs.components.wavelet import Band, WaveletPyr
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "BlurRGB",
     "Component",
     "ImageInfo",
+    "LayerBits",
     "Latent4",
     "QuantParams",
     "ReconRGB",

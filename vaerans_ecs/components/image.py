@@ -4,26 +4,36 @@ from __future__ import annotations
 
 from vaerans_ecs.components.base import Component, check_ref
 from vaerans_ecs.core.arena import TensorRef
+from vaerans_ecs.errors import ComponentError
 
 __all__ = ["RGB", "BlurRGB", "ImageInfo", "ReconRGB", "Residual"]
 
 
+def _check_pixels(ref: TensorRef, what: str, dtypes: tuple[str, ...]) -> None:
+    check_ref(ref, what=what, ndim=3, dtypes=dtypes)
+    if not 1 <= ref.shape[2] <= 4:
+        raise ComponentError(f"{what}: expected 1 to 4 channels (HxWxC), got shape {ref.shape}")
+
+
 class RGB(Component):
-    """Source image: HxWx3 uint8 in the arena."""
+    """Source pixels: HxWxC (C = 1..4: gray, gray+alpha, RGB, RGBA) uint8 or uint16 in the arena.
+
+    The VAE stages code HxWx3 uint8 only; the pixel and transform coders code every layout.
+    """
 
     ref: TensorRef
 
     def _validate(self) -> None:
-        check_ref(self.ref, what="RGB", ndim=3, dtypes=("uint8",), dims={2: 3})
+        _check_pixels(self.ref, "RGB", ("uint8", "uint16"))
 
 
 class ReconRGB(Component):
-    """Decoded image: HxWx3 uint8, same size as the source."""
+    """Decoded pixels: the source's size, channels and depth (HxWxC uint8 or uint16)."""
 
     ref: TensorRef
 
     def _validate(self) -> None:
-        check_ref(self.ref, what="ReconRGB", ndim=3, dtypes=("uint8",), dims={2: 3})
+        _check_pixels(self.ref, "ReconRGB", ("uint8", "uint16"))
 
 
 class BlurRGB(Component):
@@ -37,24 +47,26 @@ class BlurRGB(Component):
 
 
 class Residual(Component):
-    """Source minus reconstruction, HxWx3 int16 (exact) or float32."""
+    """Source minus the layers below (HxWxC): int16/int32 when exact, float32 when lossy."""
 
     ref: TensorRef
 
     def _validate(self) -> None:
-        check_ref(self.ref, what="Residual", ndim=3, dtypes=("int16", "float32"), dims={2: 3})
+        _check_pixels(self.ref, "Residual", ("int16", "int32", "float32"))
 
 
 class ImageInfo(Component):
-    """What decode needs to rebuild the image: source size and the model that made the latent."""
+    """What decode needs to rebuild the image: source size and layout, and the model of the latent."""
 
     height: int
     width: int
     model: str = ""
     fingerprint: str = ""
+    channels: int = 3
+    bit_depth: int = 8
 
     def _validate(self) -> None:
-        from vaerans_ecs.errors import ComponentError
-
         if self.height <= 0 or self.width <= 0:
             raise ComponentError(f"ImageInfo: image size must be positive, got {self.height}x{self.width}")
+        if not 1 <= self.channels <= 4 or self.bit_depth not in (8, 16):
+            raise ComponentError(f"ImageInfo: {self.channels} channels of {self.bit_depth} bits (1..4, 8 or 16)")

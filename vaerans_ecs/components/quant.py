@@ -7,7 +7,7 @@ from vaerans_ecs.components.wavelet import Band, check_layout
 from vaerans_ecs.core.arena import TensorRef
 from vaerans_ecs.errors import ComponentError
 
-__all__ = ["ANSBitstream", "QuantParams", "SymbolsU8"]
+__all__ = ["ANSBitstream", "LayerBits", "QuantParams", "SymbolsU8"]
 
 
 class QuantParams(Component):
@@ -81,3 +81,9 @@ class ANSBitstream(Component):
         if self.channels <= 0:
             raise ComponentError(f"ANSBitstream: channels must be positive, got {self.channels}")
         check_layout(self.bands, self.height * self.width, "ANSBitstream")
+
+
+class LayerBits(Component):
+    """The bytes of a pixel or transform coder (its own format, with its own checks)."""
+
+    data: bytes

@@ -2,8 +2,9 @@
 
 from vaerans_ecs.systems.entropy import ANSDecode, ANSEncode
 from vaerans_ecs.systems.hadamard import Hadamard4
-from vaerans_ecs.systems.metrics import ComputeResidual, GaussianBlur, Metrics
+from vaerans_ecs.systems.metrics import GaussianBlur, Metrics
 from vaerans_ecs.systems.quantize import Dequantize, QuantizeU8
+from vaerans_ecs.systems.residual.stages import ComputeResidual, PixelCode, TransformCode
 from vaerans_ecs.systems.vae import OnnxVAEDecode, OnnxVAEEncode
 from vaerans_ecs.systems.wavelet import WaveletCDF53, WaveletHaar
 
@@ -17,7 +18,9 @@ __all__ = [
     "Hadamard4",
     "OnnxVAEDecode",
     "OnnxVAEEncode",
+    "PixelCode",
     "QuantizeU8",
+    "TransformCode",
     "WaveletCDF53",
     "WaveletHaar",
 ]

@@ -33,8 +33,6 @@ stream is serialized):
 
 :class:`GaussianBlur` (``sigma``)
     RGB or ReconRGB (``input_choices``; pick with ``Pipe.use``) -> :class:`BlurRGB` float32.
-:class:`ComputeResidual` (registered as ``"Residual"``)
-    RGB - ReconRGB -> :class:`Residual` int16 (exact).
 :class:`Metrics` (``ms_ssim``)
     RGB vs ReconRGB -> :class:`QualityMetrics` (MSE, PSNR, luma PSNR, MS-SSIM).
 """
@@ -51,7 +49,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from vaerans_ecs.components.base import Component
-from vaerans_ecs.components.image import RGB, BlurRGB, ReconRGB, Residual
+from vaerans_ecs.components.image import RGB, BlurRGB, ReconRGB
 from vaerans_ecs.core.system import System, register_system
 from vaerans_ecs.errors import ComponentError, ConfigError, VaeransError
 
@@ -61,7 +59,6 @@ if TYPE_CHECKING:
 __all__ = [
     "LUMA_BT601",
     "MS_SSIM_WEIGHTS",
-    "ComputeResidual",
     "GaussianBlur",
     "Metrics",
     "QualityMetrics",
@@ -318,26 +315,6 @@ def _pair_views(world: World, eid: int, what: str) -> tuple[npt.NDArray[np.uint8
     if src.shape != rec.shape:
         raise VaeransError(f"{what}: entity {eid} has RGB {src.shape} but ReconRGB {rec.shape}")
     return src, rec
-
-
-@register_system
-class ComputeResidual(System):
-    """RGB - ReconRGB -> Residual (int16, exact)."""
-
-    name: ClassVar[str] = "Residual"
-
-    def required_components(self) -> tuple[type[Component], ...]:
-        return (RGB, ReconRGB)
-
-    def produced_components(self) -> tuple[type[Component], ...]:
-        return (Residual,)
-
-    def run(self, world: World, eids: Sequence[int]) -> None:
-        for eid in eids:
-            src, rec = _pair_views(world, eid, "Residual")
-            ref = world.alloc(src.shape, np.int16)
-            np.subtract(src, rec, out=world.view(ref), dtype=np.int16)
-            world.add_component(eid, Residual(ref=ref))
 
 
 @register_system
