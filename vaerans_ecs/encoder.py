@@ -10,8 +10,8 @@ A :class:`Request` is lossy (``quality`` 1..100 or ``target_bpp``), ``lossless``
   coder's finest measured step). A named model uses only that model, as before.
 * lossy, any other layout (gray, gray + alpha, RGBA; 16-bit sources are coded at 8 bits,
   ``round(v / 257)``): the transform coder on all channels.
-* lossless / ``max_error``: the pixel coder (its palette path included). 16-bit sources are
-  coded at 16 bits.
+* lossless / ``max_error``: the pixel coder (its palette and LZ paths included), 16-bit sources
+  at 16 bits.
 * lossy with the default model, on images whose neighbours are mostly equal (text, graphics,
   charts): the lossless stream too, kept when it is no larger.
 
