@@ -207,6 +207,7 @@ def compress(
     target_bpp: float | None = None,
     lossless: bool = False,
     max_error: int | None = None,
+    base_quality: float | None = None,
     wavelet: str | None = None,
     levels: int | None = None,
     coder: str | None = None,
@@ -219,11 +220,12 @@ def compress(
     ``target_bpp`` (within +-5 % or the nearest reachable rate, logged), not both. Exact:
     ``lossless=True``, or ``max_error=k`` (k = 1..16: every pixel and channel within ``k``).
     The encoder picks the method per image (:mod:`vaerans_ecs.encoder`); ``model`` names a VAE to
-    use only it; ``stages`` adds registered stages to the VAE pipeline.
+    use only it; ``stages`` adds registered stages to the VAE pipeline; ``base_quality`` makes a
+    layered stream (a VAE base at that quality, the request as an enhancement layer).
     """
     return compress_batch(
-        [img], quality, model, target_bpp=target_bpp, lossless=lossless, max_error=max_error, wavelet=wavelet,
-        levels=levels, coder=coder, stages=stages, config=config,
+        [img], quality, model, target_bpp=target_bpp, lossless=lossless, max_error=max_error,
+        base_quality=base_quality, wavelet=wavelet, levels=levels, coder=coder, stages=stages, config=config,
     )[0]
 
 
@@ -235,6 +237,7 @@ def compress_batch(
     target_bpp: float | None = None,
     lossless: bool = False,
     max_error: int | None = None,
+    base_quality: float | None = None,
     wavelet: str | None = None,
     levels: int | None = None,
     coder: str | None = None,
@@ -245,7 +248,7 @@ def compress_batch(
     cfg = config or get_config()
     request = Request(
         quality=quality, target_bpp=target_bpp, lossless=lossless, max_error=max_error, model=model,
-        wavelet=wavelet, levels=levels, coder=coder, stages=tuple(stages),
+        wavelet=wavelet, levels=levels, coder=coder, stages=tuple(stages), base_quality=base_quality,
     ).check()
     sources = [load_source(img, max_pixels=cfg.runtime.max_pixels) for img in images]
     return encode_sources(sources, request, cfg)

@@ -14,6 +14,9 @@ A :class:`Request` is lossy (``quality`` 1..100 or ``target_bpp``), ``lossless``
   at 16 bits.
 * lossy with the default model, on images whose neighbours are mostly equal (text, graphics,
   charts): the lossless stream too, kept when it is no larger.
+* ``base_quality=Q`` (RGB 8-bit): a layered stream, DLPR-style: a VAE base at quality ``Q`` and
+  the request (lossless, ``max_error``, or a transform-coded residual at the quality's step) as
+  an enhancement layer over the decoded base; ``decompress(layers=1)`` returns the base preview.
 
 Every stream carries the source's ICC profile, EXIF block and (where the layout does not imply
 it) its mode as ancillary sections.
@@ -61,6 +64,8 @@ class Request:
     levels: int | None = None
     coder: str | None = None
     stages: tuple[System, ...] = ()
+    #: Code a VAE base layer at this quality and the request as an enhancement layer over it.
+    base_quality: float | None = None
 
     def check(self) -> Request:
         """Validate and return the request."""
@@ -78,6 +83,11 @@ class Request:
             raise VaeransError(f"quality must be in [1, 100], got {self.quality}")
         if self.target_bpp is not None and not (math.isfinite(self.target_bpp) and self.target_bpp > 0):
             raise VaeransError(f"target_bpp must be a positive number, got {self.target_bpp}")
+        if self.base_quality is not None:
+            if not 1.0 <= float(self.base_quality) <= 100.0:
+                raise VaeransError(f"base_quality must be in [1, 100], got {self.base_quality}")
+            if self.target_bpp is not None:
+                raise VaeransError("base_quality takes quality, lossless or max_error, not target_bpp")
         return self
 
     @property
@@ -180,6 +190,9 @@ def encode_sources(sources: Sequence[SourceImage], request: Request, config: Con
     jobs = [_Job(src, src.pixels if exact is not None else to_8bit(src.pixels)) for src in sources]
     vae: list[_Job] = []
     for job in jobs:
+        if request.base_quality is not None and job.pixels.shape[2] == 3 and job.pixels.dtype == np.uint8:
+            job.out = _layered(world, job, request, config)
+            continue
         if exact is not None:
             job.out = _single_layer(world, job, PixelCode(max_error=exact))
             continue
@@ -213,6 +226,40 @@ def encode_sources(sources: Sequence[SourceImage], request: Request, config: Con
                     job.out = lossless
     world.clear()
     return [job.out for job in jobs]
+
+
+def _layered(world: World, job: _Job, request: Request, config: Config) -> bytes:
+    """A VAE base at ``request.base_quality``, then the request coded over what the base decodes to.
+
+    The base the residual is taken from is the one this machine's decoder produces from the base
+    stream, so encoder and decoder agree wherever the VAE's float output agrees (PixelCode checks).
+    """
+    from vaerans_ecs.api import decompress, encode_entities, entity_to_bytes, spawn_images
+    from vaerans_ecs.components import ReconRGB
+    from vaerans_ecs.systems.residual.stages import ComputeResidual
+
+    (eid,) = spawn_images(world, [np.ascontiguousarray(job.pixels)], config)
+    base_stream = encode_entities(
+        world, [eid], quality=request.base_quality, model=request.model, wavelet=request.wavelet,
+        levels=request.levels, coder=request.coder, stages=request.stages, config=config,
+    )[0]
+    base_layer = world.history(eid)
+    base = decompress(base_stream, config=config)
+    ref = world.alloc(base.shape, np.uint8)
+    world.view(ref)[...] = base
+    world.add_component(eid, ReconRGB(ref=ref))
+    exact = request.exact_error
+    if exact is not None:
+        coder: System = PixelCode(max_error=exact, residual=True)
+    else:
+        _, step = _lossy_method(Request(quality=request.quality), config, rgb=False)
+        coder = TransformCode(step=step, residual=True)
+    enhancement = [ComputeResidual(), coder]
+    pipe = world.pipe(eid)
+    for stage in enhancement:
+        pipe = pipe | stage
+    pipe.run()
+    return entity_to_bytes(world, eid, layers=[base_layer, enhancement], metadata=metadata_of(job.src))
 
 
 def _transform_at_rate(world: World, job: _Job, target_bpp: float) -> bytes:
