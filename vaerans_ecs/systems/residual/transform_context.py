@@ -57,6 +57,8 @@ _WEIGHTS: Final = np.array(
 _THRESHOLDS: Final = np.array(
     [5, 10, 16, 25, 35, 48, 65, 86, 112, 146, 188, 240, 307, 391, 496, 630, 797, 1008, 1275], dtype=np.int32
 )
+# (pass size limit, class merge factor), first match wins.
+_MERGE: Final = ((256, N_CLASSES), (1024, 4), (4096, 2))
 _LUT: Final = np.searchsorted(_THRESHOLDS, np.arange(_THRESHOLDS[-1] + 1), side="right").astype(np.uint8)
 
 
@@ -205,6 +207,15 @@ def step_classes(
     parents: Sequence[tuple[I32, I32] | None],
     cross: Sequence[I32 | None],
 ) -> NDArray[np.uint8]:
-    """Classes of a pass over the three bands (HL, LH, HH) of one level and channel, concatenated."""
+    """Classes of a pass over the three bands (HL, LH, HH) of one level and channel, concatenated.
+
+    Small passes use coarser classes (every model costs side information): one class below 256
+    coefficients, classes merged by 4 below 1024 and by 2 below 4096.
+    """
     out = [band_classes(m, phase, o, kind, parents[o], cross[o]) for o, m in enumerate(mags)]
-    return np.concatenate(out) if out else np.empty(0, dtype=np.uint8)
+    cls = np.concatenate(out) if out else np.empty(0, dtype=np.uint8)
+    for limit, merge in _MERGE:
+        if cls.size < limit:
+            cls //= merge
+            break
+    return cls

@@ -5,7 +5,8 @@ direction decoded in earlier passes (up + down for HL, left + right for LH), the
 coefficient of the first channel (and of the second, for the third), and the parent. The score
 ``t = 2 along + 3 first-channel + parent + second-channel`` (each a sign in -1, 0, 1) predicts
 the sign ``-1`` when negative, ``+1`` otherwise; the coded bit says whether the sign differs
-from that prediction, in context ``2 * min(|t|, 6) + (|q| > 1)``. All integer arithmetic.
+from that prediction, in context ``2 * min(|t|, 6) + (|q| > 1)`` (fewer contexts for few bits,
+see :func:`sign_contexts`). All integer arithmetic.
 """
 
 from __future__ import annotations
@@ -77,8 +78,16 @@ def sign_score(
 
 
 def sign_contexts(score: I32, mag: NDArray[np.signedinteger[Any]]) -> U8:
-    """Context of each coefficient's sign bit from its score and magnitude (meaningful for mag > 0)."""
-    out: U8 = (2 * np.minimum(np.abs(score), 6) + (mag > 1)).astype(np.uint8)
+    """Contexts of the sign bits of nonzero coefficients from their scores and magnitudes.
+
+    Few bits use fewer contexts: one below 64 signs, only the magnitude bit below 512.
+    """
+    if score.size < 64:
+        return np.zeros(score.size, dtype=np.uint8)
+    big = (mag > 1).astype(np.uint8)
+    if score.size < 512:
+        return big
+    out: U8 = (2 * np.minimum(np.abs(score), 6)).astype(np.uint8) + big
     return out
 
 
