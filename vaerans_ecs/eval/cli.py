@@ -49,7 +49,7 @@ def build_parser(prog: str = "vaerans eval") -> argparse.ArgumentParser:
             "results.csv, rd_psnr.png, rd_msssim.png, summary.md."
         ),
     )
-    p.add_argument("--data", required=True, type=Path, help="folder of images (png, ppm, jpg, ...)")
+    p.add_argument("--data", type=Path, help="folder of images (png, ppm, jpg, ...)")
     p.add_argument("--codecs", default=DEFAULT_CODECS, help=f"comma-separated codec specs (default {DEFAULT_CODECS})")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images (by name)")
@@ -65,6 +65,9 @@ def build_parser(prog: str = "vaerans eval") -> argparse.ArgumentParser:
     p.add_argument("--no-warmup", action="store_true", help="do not run each codec once untimed first")
     p.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from vaerans_ecs.eval.video import add_arguments
+
+    add_arguments(p)
     return p
 
 
@@ -75,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     from vaerans_ecs.eval.harness import EvalConfig, run_eval
     from vaerans_ecs.eval.report import write_report
 
+    if args.video is not None:
+        from vaerans_ecs.eval import video
+
+        return video.main(args)
+    if args.data is None:
+        parser.error("give --data (images) or --video (clips)")
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     if args.limit is not None and args.limit < 1:

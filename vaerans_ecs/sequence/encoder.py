@@ -2,7 +2,8 @@
 
 Each frame is an entity of a private World. A keyframe (the first frame, one every ``gop``
 frames, or a scene cut) goes through the image pipeline (:func:`vaerans_ecs.api.encode_entities`)
-in the lossy mode, or through :class:`PixelResidual` alone in the lossless modes. An inter frame
+in the lossy mode (or, on request, through :class:`TransformResidual` alone), or through
+:class:`PixelResidual` alone in the lossless modes. An inter frame
 goes through the sequence stages (motion search, compensation, residual coding) against the
 decoded previous frame, which the residual stage rebuilds exactly as the decoder will (closed
 loop). Rate control picks each frame's settings and learns from what it cost.
@@ -85,7 +86,8 @@ class SequenceWriter:
     frames at the same error), ``target_bpp`` (average bits per pixel), ``lossless=True`` or
     ``max_error=k`` (every pixel within k) picks the mode; the default is the configured quality.
     ``stages`` replaces the inter stages, ``control`` the rate controller, ``scene_cut`` the cut
-    detector (True: the default :class:`SceneCut`; False: no detection).
+    detector (True: the default :class:`SceneCut`; False: no detection). ``keyframes="transform"``
+    codes lossy keyframes with :class:`TransformResidual` alone instead of the image pipeline.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class SequenceWriter:
         control: RateControl | None = None,
         scene_cut: SceneCut | bool = True,
         model: str = "default",
+        keyframes: str = "image",
         config: Config | None = None,
     ) -> None:
         self.config = config or get_config()
@@ -117,6 +120,9 @@ class SequenceWriter:
         self.gop = gop
         self.fps = fps or (0, 0)
         self.model = model
+        if keyframes not in ("image", "transform"):
+            raise VaeransError(f"keyframes must be 'image' or 'transform', got {keyframes!r}")
+        self.key_coder = keyframes
         self.stages = list(stages) if stages is not None else default_stages(self.mode, max_error)
         if control is None:
             control = TargetRate(bpp=target_bpp) if target_bpp is not None else ConstantQuality(
@@ -189,7 +195,7 @@ class SequenceWriter:
                 if key:
                     log.info("frame %d: scene cut (score %.2f), new keyframe", number,
                              world.get_component(eid, CutScore).score)
-        image = key and self.mode is fmt.Mode.LOSSY
+        image = key and self.mode is fmt.Mode.LOSSY and self.key_coder == "image"
         if key:
             body, recon = self._keyframe(world, eid)
             step = None
@@ -208,7 +214,7 @@ class SequenceWriter:
     def _keyframe(self, world: World, eid: int) -> tuple[bytes, U8]:
         """A keyframe's sections: an image stream's (lossy) or a PixelResidual intra frame's."""
         self._prior = None
-        if self.mode is fmt.Mode.LOSSY:
+        if self.mode is fmt.Mode.LOSSY and self.key_coder == "image":
             from vaerans_ecs.api import decode_streams, encode_entities
 
             key_eid = world.spawn(RGB(ref=world.get_component(eid, RGB).ref))
@@ -218,12 +224,17 @@ class SequenceWriter:
             dec = decode_streams(world, [stream])[0]
             recon = np.array(world.view(world.get_component(dec, ReconRGB).ref), copy=True)
             return pack_sections(unpack_container(stream)), recon
-        stage = PixelResidual(max_error=self.max_error)
+        stage: System = PixelResidual(max_error=self.max_error)
+        if self.mode is fmt.Mode.LOSSY:
+            stage = next((s for s in self.stages if isinstance(s, TransformResidual)), TransformResidual())
+            world.add_component(eid, CodingParams(step=self.control.key_step()))
         (world.pipe(eid) | stage).run()
         recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), copy=True)
         sections = Sections()
         sections.add("pipeline", pack_pipeline([stage]))
-        sections.add(stage.data_section, stage.stream_data(world, eid))
+        data = stage.stream_data(world, eid)
+        if data is not None:
+            sections.add(stage.data_section, data)
         return pack_sections(sections), recon
 
     def _inter(self, world: World, eid: int) -> tuple[bytes, U8, float | None]:

@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["PhasePlanes", "block_grid", "predict"]
+__all__ = ["FILTERS", "PhasePlanes", "block_grid", "predict"]
 
 I32 = NDArray[np.int32]
 I64 = NDArray[np.int64]
@@ -37,26 +37,86 @@ def _shift(subpel: int) -> int:
     return subpel.bit_length() - 1
 
 
+#: Sub-pel interpolation filters: ``bilinear``, and ``sharp`` (half-pel samples from the 6-tap
+#: filter (1, -5, 20, 20, -5, 1) / 32, clipped to 0..255, the centre one from the unrounded
+#: horizontal pass; quarter-pel samples the rounded mean of the nearest half-pel samples).
+FILTERS = ("bilinear", "sharp")
+_TAPS = (1, -5, 20, 20, -5, 1)
+
+
+def _six_tap(x: NDArray[np.integer], axis: int, n: int, dtype: type[np.integer]) -> NDArray[np.integer]:
+    """Unrounded 6-tap sums along ``axis`` for the first ``n`` positions (input padded 2 before, 3 after)."""
+    def part(j: int) -> NDArray[np.integer]:
+        return (x[:, j: j + n] if axis == 1 else x[j: j + n]).astype(dtype)
+
+    # (a + f) - 5 (b + e) + 20 (c + d): three sums, two products
+    out = part(0) + part(5)
+    out -= 5 * (part(1) + part(4))
+    out += 20 * (part(2) + part(3))
+    return out
+
+
+def _clip_u8(x: NDArray[np.integer], shift: int) -> U8:
+    out: U8 = np.clip((x + (1 << shift >> 1)) >> shift, 0, 255).astype(np.uint8)
+    return out
+
+
+def _half_grid(pad: U8, rows: int, cols: int, need: set[tuple[int, int]]) -> dict[tuple[int, int], U8]:
+    """Samples at (y + hy/2, x + hx/2) for the (hy, hx) in ``need``: ``rows`` x ``cols`` each, uint8.
+
+    ``pad`` holds the image edge-padded so that its element [2, 2] is the grid's (0, 0).
+    """
+    out: dict[tuple[int, int], U8] = {}
+    full = pad[:, 2: 2 + cols]
+    if (0, 0) in need:
+        out[(0, 0)] = full[2: 2 + rows]
+    if (1, 0) in need:
+        out[(1, 0)] = _clip_u8(_six_tap(full, 0, rows, np.int16), 5)
+    if need & {(0, 1), (1, 1)}:
+        h1 = _six_tap(pad, 1, cols, np.int16)  # horizontal half-pel sums at every padded row: |.| < 2**14
+        if (0, 1) in need:
+            out[(0, 1)] = _clip_u8(h1[2: 2 + rows], 5)
+        if (1, 1) in need:
+            out[(1, 1)] = _clip_u8(_six_tap(h1, 0, rows, np.int32), 10)
+    return out
+
+
 class PhasePlanes:
     """A reference interpolated at sub-pel fractions, edge-padded by ``margin`` pixels.
 
-    ``ref`` is (H, W) or (H, W, C); each plane holds the bilinear sums (scale ``subpel**2``,
-    uint16) at one fraction ``(fy, fx)``, or the rounded values when ``rounded``. Blocks of
-    ``size`` pixels are gathered by :meth:`gather`; a displacement beyond the margin is clamped,
-    which reads the same edge pixels as clamping every tap would (the margin is at least ``size``).
+    ``ref`` is (H, W) or (H, W, C); each plane holds the samples at one fraction ``(fy, fx)``
+    times ``subpel**2`` (uint16: bilinear sums are exact at that scale), or the rounded samples
+    when ``rounded``. ``taps`` is one of :data:`FILTERS` (``sharp`` supports subpel 1, 2, 4).
+    Blocks of ``size`` pixels are gathered by :meth:`gather`; a displacement beyond the margin is
+    clamped, which reads the same edge pixels as clamping every tap would when the margin is at
+    least ``size + 3``.
     """
 
     def __init__(self, ref: NDArray[np.integer], subpel: int, margin: int,
-                 phases: Iterable[tuple[int, int]] | None = None, *, rounded: bool = False) -> None:
+                 phases: Iterable[tuple[int, int]] | None = None, *, rounded: bool = False,
+                 taps: str = "bilinear") -> None:
         arr = ref if ref.ndim == 3 else ref[..., None]
         self.h, self.w, self.c = arr.shape
         self.s, self.m = subpel, margin
-        m, s, sh = margin, subpel, _shift(subpel)
-        pad = np.pad(arr, ((m, m + 1), (m, m + 1), (0, 0)), mode="edge").astype(np.uint16)
+        s = subpel
         wanted = sorted(set(phases)) if phases is not None else [(fy, fx) for fy in range(s) for fx in range(s)]
         self.lookup = np.full(s * s, -1, dtype=np.int32)
-        self.hp, self.wp = self.h + 2 * m, self.w + 2 * m
+        for i, phase in enumerate(wanted):
+            self.lookup[phase[0] * s + phase[1]] = i
+        self.hp, self.wp = self.h + 2 * margin, self.w + 2 * margin
         planes = np.empty((len(wanted), self.hp, self.wp, self.c), dtype=np.uint16)
+        if taps == "sharp":
+            self._sharp(arr, wanted, planes, rounded)
+        elif taps == "bilinear":
+            self._bilinear(arr, wanted, planes, rounded)
+        else:
+            raise ValueError(f"unknown sub-pel filter {taps!r}")
+        # one record per sample (all channels): a gather moves each sample in one copy
+        self._flat = planes.reshape(-1, self.c).view(np.dtype((np.void, 2 * self.c))).ravel()
+
+    def _bilinear(self, arr: NDArray[np.integer], wanted: list[tuple[int, int]], planes: U16, rounded: bool) -> None:
+        m, s, sh = self.m, self.s, _shift(self.s)
+        pad = np.pad(arr, ((m, m + 1), (m, m + 1), (0, 0)), mode="edge").astype(np.uint16)
         rows: dict[int, U16] = {}
         for fx in sorted({fx for _, fx in wanted}):  # horizontal pass once per column fraction
             hx = pad[:, :-1] * np.uint16(s - fx)
@@ -64,7 +124,6 @@ class PhasePlanes:
                 hx += pad[:, 1:] * np.uint16(fx)
             rows[fx] = hx
         for i, (fy, fx) in enumerate(wanted):
-            self.lookup[fy * s + fx] = i
             hx = rows[fx]
             out = planes[i]
             np.multiply(hx[:-1], np.uint16(s - fy), out=out)
@@ -73,9 +132,30 @@ class PhasePlanes:
             if rounded:
                 out += np.uint16(s * s >> 1)
                 out >>= np.uint16(2 * sh)
-        self._planes = planes
-        # one record per sample (all channels): a gather moves each sample in one copy
-        self._flat = planes.reshape(-1, self.c).view(np.dtype((np.void, 2 * self.c))).ravel()
+
+    def _sharp(self, arr: NDArray[np.integer], wanted: list[tuple[int, int]], planes: U16, rounded: bool) -> None:
+        m, s = self.m, self.s
+        if s not in (1, 2, 4):
+            raise ValueError(f"the sharp filter supports subpel 1, 2 and 4, not {s}")
+        pad = np.pad(arr.astype(np.uint8), ((m + 2, m + 4), (m + 2, m + 4), (0, 0)), mode="edge")
+        scale = np.uint16(0 if rounded else 2 * _shift(s))
+
+        def around(f: int) -> list[int]:  # a fraction in 1/s -> the half-grid positions around it
+            return sorted({2 * f // s, -(-2 * f // s)}) if s > 1 else [0]
+
+        combos = {(fy, fx): [(a, b) for a in around(fy) for b in around(fx)] for fy, fx in wanted}
+        grid = _half_grid(pad, self.hp + 1, self.wp + 1, {(a % 2, b % 2) for c in combos.values() for a, b in c})
+        for i, phase in enumerate(wanted):
+            parts = [grid[(a % 2, b % 2)][a // 2: a // 2 + self.hp, b // 2: b // 2 + self.wp] for a, b in combos[phase]]
+            out = planes[i]
+            np.copyto(out, parts[0])
+            for part in parts[1:]:
+                out += part
+            if len(parts) > 1:  # the rounded mean of 2 or 4 samples
+                out += np.uint16(len(parts) // 2)
+                out >>= np.uint16(len(parts).bit_length() - 1)
+            if scale:
+                out <<= scale
 
     def base(self, y: I32, x: I32, mv: I32, size: int) -> I64:
         """Flat index of the top-left sample of blocks at (y, x) displaced by ``mv``."""
@@ -122,13 +202,14 @@ def _obmc_weights(ny: int, nx: int, block: int) -> tuple[tuple[NDArray[np.int32]
     return weights, side_y, side_x
 
 
-def predict(ref: U8, mv: I32, *, block: int, subpel: int, obmc: bool, shape: tuple[int, int]) -> U8:
+def predict(ref: U8, mv: I32, *, block: int, subpel: int, obmc: bool, shape: tuple[int, int],
+            taps: str = "bilinear") -> U8:
     """The (H, W, C) uint8 prediction of a frame of ``shape`` from ``ref`` and its block vectors."""
     h, w = shape
     ny, nx, _ = mv.shape
     s2 = 2 * _shift(subpel)
     if not obmc or block < 2:
-        planes = PhasePlanes(ref, subpel, block + 1, _phases(mv, subpel))
+        planes = PhasePlanes(ref, subpel, block + 4, _phases(mv, subpel), taps=taps)
         oy, ox = block_grid(ny, nx, block)
         idx = planes.base(oy, ox, mv, block)
         ar = np.arange(block, dtype=np.int64)
@@ -142,7 +223,7 @@ def predict(ref: U8, mv: I32, *, block: int, subpel: int, obmc: bool, shape: tup
     bx = np.arange(2 * nx) // 2
     nby = np.clip(by + side_y, 0, ny - 1)
     nbx = np.clip(bx + side_x, 0, nx - 1)
-    planes = PhasePlanes(ref, subpel, half + 1, _phases(mv, subpel))
+    planes = PhasePlanes(ref, subpel, half + 4, _phases(mv, subpel), taps=taps)
     sy = (np.arange(2 * ny, dtype=np.int32) * half)[:, None]
     sx = (np.arange(2 * nx, dtype=np.int32) * half)[None, :]
     ar = np.arange(half, dtype=np.int64)

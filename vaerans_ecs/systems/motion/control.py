@@ -29,7 +29,16 @@ from vaerans_ecs.systems.residual.transform import MAX_STEP, MIN_STEP
 if TYPE_CHECKING:
     from vaerans_ecs.core.world import World
 
-__all__ = ["ConstantQuality", "FixedStep", "FrameStats", "RateControl", "SceneCut", "TargetRate", "cut_score"]
+__all__ = [
+    "ConstantQuality",
+    "FixedStep",
+    "FrameStats",
+    "RateControl",
+    "SceneCut",
+    "TargetRate",
+    "cut_score",
+    "quality_step",
+]
 
 I32 = NDArray[np.int32]
 #: Largest step the controllers give inter frames: residuals lie within +-255, a coarser step codes nothing.
@@ -97,6 +106,11 @@ class FrameStats:
     step: float | None = None
 
 
+def quality_step(quality: float) -> float:
+    """The transform coder's step for an image ``quality`` (1..100): 2 at 100, doubling every 12.5."""
+    return float(np.clip(2.0 * 2.0 ** ((100.0 - quality) / 12.5), MIN_STEP, MAX_INTER_STEP))
+
+
 def _mse_step(mse: float) -> float:
     """The transform coder's step that gives about ``mse`` on a motion-compensated residual.
 
@@ -119,6 +133,10 @@ class RateControl(System):
     def keyframe(self) -> dict[str, float]:
         """The image pipeline's rate setting for the next keyframe (``quality`` or ``target_bpp``)."""
         raise NotImplementedError
+
+    def key_step(self) -> float:
+        """The quantiser step of the next keyframe when keyframes are transform-coded."""
+        return quality_step(self.keyframe().get("quality", 75.0))
 
     def step(self) -> float:
         """The quantiser step of the next inter frame."""
@@ -189,6 +207,9 @@ class TargetRate(RateControl):
     def keyframe(self) -> dict[str, float]:
         return {"target_bpp": self.bpp * self.key_factor}
 
+    def key_step(self) -> float:
+        return self.step() / 1.5
+
     def step(self) -> float:
         return float(np.clip(math.exp(self.log_step), MIN_STEP, MAX_INTER_STEP))
 
@@ -222,6 +243,9 @@ class FixedStep(RateControl):
 
     def keyframe(self) -> dict[str, float]:
         return {"quality": self.quality}
+
+    def key_step(self) -> float:
+        return self.fixed
 
     def step(self) -> float:
         return self.fixed

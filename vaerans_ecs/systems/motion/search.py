@@ -119,7 +119,7 @@ def _blocks(cur: I32, b: int) -> tuple[NDArray[np.int16], I32, I32]:
 def _refine(cur: I32, ref: I32, b: int, mv: I32, lam: int, extra: list[I32]) -> I32:
     """Integer refinement: +-1 around each vector, and the candidate fields in ``extra``."""
     cur_blocks, oy, ox = _blocks(cur, b)
-    planes = PhasePlanes(ref, 1, b + 1, rounded=True)
+    planes = PhasePlanes(ref, 1, b + 4, rounded=True)
     cands = [mv + np.array([dy, dx], dtype=np.int32) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     return _best_of(cur_blocks, planes, oy, ox, b, lam, cands + extra, median_prediction(mv))
 
@@ -129,10 +129,10 @@ def _neighbour_fields(mv: I32) -> list[I32]:
     return [np.roll(mv, shift, axis=axis) for axis, shift in ((0, 1), (0, -1), (1, 1), (1, -1))]
 
 
-def _subpel(cur: I32, ref: I32, b: int, mv: I32, subpel: int, lam: int) -> I32:
+def _subpel(cur: I32, ref: I32, b: int, mv: I32, subpel: int, lam: int, taps: str) -> I32:
     """Refine vectors (in sub-pel units already) on the interpolated reference, halving the step."""
     cur_blocks, oy, ox = _blocks(cur, b)
-    planes = PhasePlanes(ref, subpel, b + 1, rounded=True)
+    planes = PhasePlanes(ref, subpel, b + 4, rounded=True, taps=taps)
     pred = median_prediction(mv)
     best = mv
     step = subpel // 2
@@ -144,13 +144,14 @@ def _subpel(cur: I32, ref: I32, b: int, mv: I32, subpel: int, lam: int) -> I32:
 
 
 def estimate_motion(
-    cur: I32, ref: I32, *, block: int = 16, levels: int = 2, radius: int = 8, subpel: int = 4, lam: int = 4
+    cur: I32, ref: I32, *, block: int = 16, levels: int = 2, radius: int = 8, subpel: int = 4, lam: int = 4,
+    taps: str = "bilinear",
 ) -> I32:
     """Vectors (ny, nx, 2) in 1/``subpel`` pixels for planes already padded to whole blocks.
 
     ``radius`` is the full-search range at the coarsest of ``levels`` pyramid levels (so the
     reach at full resolution is about ``radius * 2**levels`` pixels); ``lam`` weighs vector bits
-    against SAD.
+    against SAD; ``taps`` is the sub-pel filter the prediction will use.
     """
     pyr_c, pyr_r = [cur], [ref]
     for _ in range(levels):
@@ -167,5 +168,5 @@ def estimate_motion(
             mv = _refine(c, r, b, mv * 2, lam, [np.zeros_like(mv), *_neighbour_fields(mv * 2)])
     assert mv is not None
     if subpel > 1:
-        mv = _subpel(cur, ref, block, mv * subpel, subpel, lam)
+        mv = _subpel(cur, ref, block, mv * subpel, subpel, lam, taps)
     return mv

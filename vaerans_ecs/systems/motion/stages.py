@@ -26,7 +26,7 @@ from vaerans_ecs.core.batching import parse_mode
 from vaerans_ecs.core.container import register_section
 from vaerans_ecs.core.system import Mode, System, register_system
 from vaerans_ecs.errors import BitstreamError, ConfigError, VaeransError
-from vaerans_ecs.systems.motion.compensate import predict
+from vaerans_ecs.systems.motion.compensate import FILTERS, predict
 from vaerans_ecs.systems.motion.components import (
     CodingParams,
     FrameCode,
@@ -91,6 +91,14 @@ def _view(world: World, eid: int, ctype: type[Component]) -> NDArray[Any]:
     return world.view(world.get_component(eid, ctype).ref)  # type: ignore[attr-defined]
 
 
+def _filter_setting(value: Any, subpel: int) -> str:
+    if value not in FILTERS:
+        raise ConfigError(f"filter must be one of {', '.join(FILTERS)}, got {value!r}")
+    if value == "sharp" and subpel not in (1, 2, 4):
+        raise ConfigError(f"the sharp filter supports subpel 1, 2 and 4, not {subpel}")
+    return str(value)
+
+
 def _int_setting(name: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
@@ -102,21 +110,24 @@ class BlockMotion(System):
     """RGB + Reference -> MotionField: hierarchical block matching with sub-pel refinement.
 
     ``block`` (8..64, a power of two) and ``subpel`` (1, 2, 4 or 8) shape the field; ``radius``
-    is the full-search range at the coarsest of ``levels`` pyramid levels; ``lam`` weighs vector
-    bits against SAD. Streams record ``block``, ``subpel`` and ``reach`` (the largest vector
+    is the full-search range at the coarsest of ``levels`` pyramid levels; vector bits are
+    weighed against SAD by ``max(lam, lam_step * step)``, ``step`` being the frame's residual
+    quantiser step (:class:`CodingParams`). Streams record ``block``, ``subpel`` and ``reach`` (the largest vector
     component in pixels, which the decoder checks).
     """
 
     name: ClassVar[str] = "BlockMotion"
     sequence_role: ClassVar[str] = "motion"
-    config_fields: ClassVar[tuple[str, ...]] = ("block", "subpel", "reach", "levels", "radius", "lam", "mode")
+    config_fields: ClassVar[tuple[str, ...]] = (
+        "block", "subpel", "reach", "levels", "radius", "lam", "lam_step", "filter", "mode")
     stream_fields: ClassVar[tuple[str, ...] | None] = ("block", "subpel", "reach")
     stream_code: ClassVar[int] = 32
     data_section: ClassVar[str] = "motion"
     data_required: ClassVar[bool] = True
 
-    def __init__(self, block: int = 16, subpel: int = 2, reach: int = 0, levels: int = 2, radius: int = 8,
-                 lam: int = 16, mode: Mode | str = Mode.FORWARD) -> None:
+    def __init__(self, block: int = 16, subpel: int = 4, reach: int = 0, levels: int = 2, radius: int = 8,
+                 lam: int = 4, lam_step: float = 1.0, filter: str = "sharp",
+                 mode: Mode | str = Mode.FORWARD) -> None:
         self.block = _int_setting("block", block, 4, 64)
         if self.block & (self.block - 1):
             raise ConfigError(f"block must be a power of two, got {block}")
@@ -126,6 +137,10 @@ class BlockMotion(System):
         self.levels = _int_setting("levels", levels, 0, 4)
         self.radius = _int_setting("radius", radius, 1, 64)
         self.lam = _int_setting("lam", lam, 0, 1 << 16)
+        if not isinstance(lam_step, int | float) or not 0 <= lam_step <= 64:
+            raise ConfigError(f"lam_step must be in [0, 64], got {lam_step!r}")
+        self.lam_step = float(lam_step)
+        self.filter = _filter_setting(filter, self.subpel)
         bound = (self.radius + 1) << self.levels
         self.reach = _int_setting("reach", reach, 0, 4096) or bound
         self.mode = parse_mode(mode)
@@ -150,8 +165,10 @@ class BlockMotion(System):
         for eid in eids:
             cur = pad_to_blocks(luma(_view(world, eid, RGB)), self.block)
             ref = pad_to_blocks(luma(_view(world, eid, Reference)), self.block)
+            step = world.get_component(eid, CodingParams).step if world.has_component(eid, CodingParams) else 0.0
+            lam = max(self.lam, round(self.lam_step * step))  # coarser residuals: vectors matter less
             mv = estimate_motion(cur, ref, block=self.block, levels=self.levels, radius=self.radius,
-                                 subpel=self.subpel, lam=self.lam)
+                                 subpel=self.subpel, lam=lam, taps=self.filter)
             limit = self.reach * self.subpel
             mv = np.clip(mv, -limit, limit).astype(np.int32)
             ref_mv = world.arena.copy_in(mv)
@@ -177,17 +194,22 @@ class BlockMotion(System):
 
 @register_system
 class MotionCompensate(System):
-    """Reference + MotionField -> Prediction (integer bilinear sub-pel; ``obmc`` blends block edges)."""
+    """Reference + MotionField -> Prediction (integer sub-pel with ``filter``; ``obmc`` blends block edges).
+
+    ``filter`` is ``sharp`` (6-tap half-pel samples) or ``bilinear``; a ``sharp`` field must use
+    1, 2 or 4 sub-pel steps. The search (:class:`BlockMotion`) should use the same filter.
+    """
 
     name: ClassVar[str] = "MotionCompensate"
     sequence_role: ClassVar[str] = "compensate"
-    config_fields: ClassVar[tuple[str, ...]] = ("obmc", "mode")
+    config_fields: ClassVar[tuple[str, ...]] = ("obmc", "filter", "mode")
     stream_code: ClassVar[int] = 33
 
-    def __init__(self, obmc: bool = True, mode: Mode | str = Mode.FORWARD) -> None:
+    def __init__(self, obmc: bool = True, filter: str = "sharp", mode: Mode | str = Mode.FORWARD) -> None:
         if not isinstance(obmc, bool):
             raise ConfigError(f"obmc must be true or false, got {obmc!r}")
         self.obmc = obmc
+        self.filter = _filter_setting(filter, 1)
         self.mode = parse_mode(mode)
 
     def required_components(self) -> tuple[type[Component], ...]:
@@ -197,14 +219,16 @@ class MotionCompensate(System):
         return (Prediction,)
 
     def inverse(self) -> MotionCompensate:
-        return MotionCompensate(self.obmc, Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
+        return MotionCompensate(self.obmc, self.filter, Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
 
     def run(self, world: World, eids: Sequence[int]) -> None:
         for eid in eids:
             field = world.get_component(eid, MotionField)
             ref = _view(world, eid, Reference)
+            if self.filter == "sharp" and field.subpel not in (1, 2, 4):
+                raise BitstreamError(f"the sharp filter cannot interpolate 1/{field.subpel} pixel vectors")
             out = predict(ref, world.view(field.ref), block=field.block, subpel=field.subpel, obmc=self.obmc,
-                          shape=ref.shape[:2])
+                          shape=ref.shape[:2], taps=self.filter)
             world.add_component(eid, Prediction(ref=world.arena.copy_in(out)))
 
 
@@ -270,23 +294,31 @@ class TransformResidual(_Residual):
     """RGB (- Prediction) -> FrameCode + ReconRGB with the wavelet transform coder (lossy).
 
     The quantiser step comes from the frame's :class:`CodingParams` (rate control), ``step``
-    otherwise; the transform coder's stream records it.
+    otherwise; the transform coder's stream records it (and ``levels``). ``chroma`` (step factor
+    of the colour differences) and ``rdo`` (its rate-distortion quantiser's Lagrangian) are
+    encoder choices.
     """
 
     name: ClassVar[str] = "TransformResidual"
-    config_fields: ClassVar[tuple[str, ...]] = ("step", "levels", "mode")
+    config_fields: ClassVar[tuple[str, ...]] = ("step", "levels", "chroma", "rdo", "mode")
     stream_fields: ClassVar[tuple[str, ...] | None] = ()
     stream_code: ClassVar[int] = 34
 
-    def __init__(self, step: float = 32.0, levels: int = 4, mode: Mode | str = Mode.FORWARD) -> None:
+    def __init__(self, step: float = 32.0, levels: int = 4, chroma: float = 1.1, rdo: float = 0.1,
+                 mode: Mode | str = Mode.FORWARD) -> None:
         if not isinstance(step, int | float) or not MIN_STEP <= float(step) <= MAX_STEP:
             raise ConfigError(f"step must be in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
         self.step = float(step)
         self.levels = _int_setting("levels", levels, 0, 8)
+        for name, value, hi in (("chroma", chroma, 8.0), ("rdo", rdo, 10.0)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= hi:
+                raise ConfigError(f"{name} must be a number in [0, {hi:g}], got {value!r}")
+        self.chroma, self.rdo = float(chroma), float(rdo)
         self.mode = parse_mode(mode)
 
     def inverse(self) -> TransformResidual:
-        return TransformResidual(self.step, self.levels, Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
+        mode = Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD
+        return TransformResidual(self.step, self.levels, self.chroma, self.rdo, mode)
 
     def encode(self, world: World, eid: int, img: U8, pred: U8 | None) -> bytes:
         step = world.get_component(eid, CodingParams).step if world.has_component(eid, CodingParams) else self.step
@@ -294,7 +326,7 @@ class TransformResidual(_Residual):
         if pred is not None:
             res -= pred
         step = float(np.clip(step, MIN_STEP, MAX_STEP))
-        return encode_transform(np.moveaxis(res, 2, 0), step, levels=self.levels)
+        return encode_transform(np.moveaxis(res, 2, 0), step, levels=self.levels, chroma=self.chroma, rdo=self.rdo)
 
     def decode(self, data: bytes, shape: tuple[int, int, int], pred: U8 | None) -> U8:
         h, w, c = shape
