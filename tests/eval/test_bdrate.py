@@ -68,3 +68,28 @@ def test_quality_overlap() -> None:
 
     assert quality_overlap(RATES, PSNR, RATES, [p + 2.0 for p in PSNR]) == (28.0, 34.7)
     assert quality_overlap([0.1, 0.2], [20.0, 22.0], [0.5, 0.6], [30.0, 31.0]) is None
+
+
+def test_quality_range_restricts_the_integral() -> None:
+    # log r = a + b * D with different slopes: the log-rate gap grows with D, so the BD-rate over a
+    # sub-range is exp(gap at the range's middle) - 1 (PCHIP reproduces straight lines).
+    d = np.array([25.0, 28.0, 31.0, 34.0, 37.0, 40.0, 45.0])
+    r1 = np.exp(-9.0 + 0.30 * d)
+    r2 = np.exp(-9.0 + 0.29 * d)
+    whole = bd_rate(list(r1), list(d), list(r2), list(d))
+    assert whole == pytest.approx((math.exp(-0.01 * 35.0) - 1) * 100, abs=1e-9)
+    within = bd_rate(list(r1), list(d), list(r2), list(d), quality_range=(32.0, 40.0))
+    assert within == pytest.approx((math.exp(-0.01 * 36.0) - 1) * 100, abs=1e-9)
+    # a range wider than the overlap changes nothing; one beside it gives NaN
+    assert bd_rate(list(r1), list(d), list(r2), list(d), quality_range=(0.0, 99.0)) == pytest.approx(whole)
+    assert math.isnan(bd_rate(list(r1), list(d), list(r2), list(d), quality_range=(46.0, 50.0)))
+
+
+def test_quality_range_clips_the_overlap() -> None:
+    from vaerans_ecs.eval.bdrate import quality_overlap
+
+    assert quality_overlap(RATES, PSNR, RATES, PSNR, quality_range=(27.0, 32.0)) == (27.0, 32.0)
+    assert quality_overlap(RATES, PSNR, RATES, PSNR, quality_range=(32.0, 40.0)) == (32.0, 34.7)
+    assert quality_overlap(RATES, PSNR, RATES, PSNR, quality_range=(35.0, 40.0)) is None
+    with pytest.raises(ValueError, match="lo < hi"):
+        bd_rate(RATES, PSNR, RATES, PSNR, quality_range=(40.0, 32.0))

@@ -11,6 +11,10 @@ Points are cleaned first: non-finite or non-positive rates are dropped, points a
 rate, and points whose quality does not exceed that of every lower-rate point are dropped (they
 are dominated), so that both coordinates increase strictly. A curve needs at least two points
 and the two curves must overlap, otherwise the result is NaN.
+
+``quality_range=(lo, hi)`` restricts BD-rate to the part of the overlap inside ``[lo, hi]`` (e.g.
+the PSNR range both curves cover within [32, 40] dB, where high-rate codecs are compared); NaN
+when that part is empty.
 """
 
 from __future__ import annotations
@@ -50,10 +54,12 @@ def clean_curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[F64, 
     return np.asarray(keep_r), np.asarray(keep_q)
 
 
-def _mean_over(x1: F64, y1: F64, x2: F64, y2: F64) -> float:
-    """Mean of ``f2 - f1`` over the overlap of the x ranges, f = PCHIP(x, y)."""
+def _mean_over(x1: F64, y1: F64, x2: F64, y2: F64, within: tuple[float, float] | None = None) -> float:
+    """Mean of ``f2 - f1`` over the overlap of the x ranges (clipped to ``within``), f = PCHIP(x, y)."""
     lo = max(float(x1[0]), float(x2[0]))
     hi = min(float(x1[-1]), float(x2[-1]))
+    if within is not None:
+        lo, hi = max(lo, float(within[0])), min(hi, float(within[1]))
     if not hi > lo:
         return math.nan
     f1 = PchipInterpolator(x1, y1, extrapolate=False)
@@ -66,14 +72,25 @@ def quality_overlap(
     quality_ref: Sequence[float],
     rate_test: Sequence[float],
     quality_test: Sequence[float],
+    quality_range: tuple[float, float] | None = None,
 ) -> tuple[float, float] | None:
-    """The quality interval both cleaned curves cover (what :func:`bd_rate` integrates over), or None."""
+    """The quality interval both cleaned curves cover, within ``quality_range`` if given (what
+    :func:`bd_rate` integrates over), or None."""
     _, q1 = clean_curve(rate_ref, quality_ref)
     _, q2 = clean_curve(rate_test, quality_test)
     if q1.size < 2 or q2.size < 2:
         return None
     lo, hi = max(float(q1[0]), float(q2[0])), min(float(q1[-1]), float(q2[-1]))
+    if quality_range is not None:
+        _check_range(quality_range)
+        lo, hi = max(lo, float(quality_range[0])), min(hi, float(quality_range[1]))
     return (lo, hi) if hi > lo else None
+
+
+def _check_range(quality_range: tuple[float, float]) -> None:
+    lo, hi = (float(v) for v in quality_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError(f"quality_range must be (lo, hi) with lo < hi, got {quality_range}")
 
 
 def bd_rate(
@@ -81,13 +98,19 @@ def bd_rate(
     quality_ref: Sequence[float],
     rate_test: Sequence[float],
     quality_test: Sequence[float],
+    quality_range: tuple[float, float] | None = None,
 ) -> float:
-    """BD-rate of the test curve against the reference, in percent (NaN when undefined)."""
+    """BD-rate of the test curve against the reference, in percent (NaN when undefined).
+
+    ``quality_range``: integrate only over the part of the overlap within ``[lo, hi]``.
+    """
+    if quality_range is not None:
+        _check_range(quality_range)
     r1, q1 = clean_curve(rate_ref, quality_ref)
     r2, q2 = clean_curve(rate_test, quality_test)
     if r1.size < 2 or r2.size < 2:
         return math.nan
-    mean_log = _mean_over(q1, np.log(r1), q2, np.log(r2))
+    mean_log = _mean_over(q1, np.log(r1), q2, np.log(r2), quality_range)
     return math.nan if math.isnan(mean_log) else (math.exp(mean_log) - 1.0) * 100.0
 
 

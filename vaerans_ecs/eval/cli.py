@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
 from vaerans_ecs.errors import VaeransError
 
-__all__ = ["DEFAULT_CODECS", "build_parser", "main", "parse_qualities"]
+__all__ = ["DEFAULT_CODECS", "build_parser", "main", "parse_qualities", "parse_range"]
 
 DEFAULT_CODECS = "vaerans,jpeg,webp,avif,jxl"
 
@@ -34,6 +35,19 @@ def parse_qualities(items: list[str] | None) -> dict[str, list[float]]:
     return out
 
 
+def parse_range(text: str) -> tuple[float, float] | None:
+    """``"32,40"`` -> ``(32.0, 40.0)``; ``"none"`` -> None; anything else raises VaeransError."""
+    if text.strip().lower() in ("none", ""):
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise VaeransError(f"--bd-range {text!r}: expected LO,HI with LO < HI (dB), or none")
+    return (lo, hi)
+
+
 def build_parser(prog: str = "vaerans eval") -> argparse.ArgumentParser:
     """The argument parser (shared with the ``vaerans`` CLI)."""
     from vaerans_ecs.systems.entropy import coder_names
@@ -44,9 +58,11 @@ def build_parser(prog: str = "vaerans eval") -> argparse.ArgumentParser:
         description="Rate-distortion and speed evaluation of vaerans pipelines against Pillow codecs.",
         epilog=(
             f"Codecs: vaerans[:model=M][:wavelet={'|'.join(wavelet_names())}][:levels=N]"
-            f"[:coder={'|'.join(coder_names())}][:stages=S1+S2], "
-            "jpeg, webp, avif, jxl (extra Pillow save options as :key=value). Outputs in --out: results.json, "
-            "results.csv, rd_psnr.png, rd_msssim.png, summary.md."
+            f"[:coder={'|'.join(coder_names())}][:stages=S1+S2], vaerans:lossless, vaerans:max_error=K; "
+            "lossy anchors jpeg, webp, avif, jxl (extra Pillow save options as :key=value); exact anchors png, "
+            "webp-ll, jxl-ll, j2k-ll, jpegls[:near=K]. Exact codecs are checked on every image; a bound not held "
+            "is a failure (exit status 1). Outputs in --out: results.json, results.csv, rd_psnr.png, rd_msssim.png, "
+            "summary.md; the tables are printed too."
         ),
     )
     p.add_argument("--data", type=Path, help="folder of images (png, ppm, jpg, ...)")
@@ -61,6 +77,12 @@ def build_parser(prog: str = "vaerans eval") -> argparse.ArgumentParser:
         help="quality grid for every codec, or for one codec label/family (repeatable)",
     )
     p.add_argument("--repeats", type=int, default=1, help="timed runs per point; medians are reported (default 1)")
+    p.add_argument(
+        "--bd-range",
+        default="32,40",
+        metavar="LO,HI|none",
+        help="PSNR range (dB) of the extra BD-rate column: the overlap within it (default 32,40)",
+    )
     p.add_argument("--macs-size", type=int, default=512, help="image side for counting model MACs (default 512)")
     p.add_argument("--no-warmup", action="store_true", help="do not run each codec once untimed first")
     p.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
@@ -76,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from vaerans_ecs.eval.harness import EvalConfig, run_eval
-    from vaerans_ecs.eval.report import write_report
+    from vaerans_ecs.eval.report import tables_markdown, write_report
 
     if args.video is not None:
         from vaerans_ecs.eval import video
@@ -88,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be >= 1")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
+    try:
+        bd_range = parse_range(args.bd_range)
+    except VaeransError as exc:
+        parser.error(str(exc))
     t0 = time.perf_counter()
     try:
         cfg = EvalConfig(
@@ -100,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             macs_size=args.macs_size,
             progress=not args.quiet,
             warmup=not args.no_warmup,
+            bd_range=bd_range,
         )
         payload = run_eval(cfg)
         if not payload["results"]:
@@ -109,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     except VaeransError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(tables_markdown(payload))
     for path in files.values():
         print(f"wrote {path}")
     print(f"evaluated {len(payload['meta']['images'])} images in {time.perf_counter() - t0:.1f} s")
+    failures = payload["failures"]
+    if failures:
+        print(f"error: {len(failures)} failure(s): see FAILURES in {files['summary']}", file=sys.stderr)
+        return 1
     return 0

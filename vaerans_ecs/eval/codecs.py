@@ -1,20 +1,20 @@
-"""Codecs the evaluation harness compares: vaerans pipelines and Pillow baselines.
+"""Codecs the evaluation harness compares: vaerans specs, and the anchors of :mod:`.baselines`.
 
-A codec is named by a spec string ``family[:key=value[:key=value...]]``:
+A codec is named by a spec string ``family[:key=value|:flag...]``:
 
 ``vaerans``
-    Our pipeline through :func:`vaerans_ecs.api.encode_entities` (``OnnxVAEEncode | Hadamard4 |
-    wavelet | QuantizeU8 | ANSEncode``) and the stream decoder of :mod:`vaerans_ecs.api`. Options:
-    ``model`` (name or folder, default ``default``), ``wavelet`` (a registered wavelet or none),
-    ``levels``, ``coder`` (a registered entropy coder), ``stages`` (registered stages to add,
-    ``A+B``); unset options come from
-    the configuration, as for :func:`vaerans_ecs.compress`. Setting: quality 1-100. Per-stage
-    timings come from ``World.timings`` (every system a Pipe runs), see :func:`stage_seconds`.
-``jpeg``, ``webp``, ``avif``, ``jxl``
-    Pillow encoders (AVIF: Pillow's built-in plugin when ``features.check("avif")``; JPEG XL: the
-    ``pillow-jxl-plugin`` package). Setting: the encoder's ``quality``. Other options are passed to
-    ``Image.save`` (numbers converted), e.g. ``webp:method=6``, ``avif:speed=4``, ``jxl:effort=7``,
-    ``jpeg:subsampling=0``. JPEG defaults to ``optimize=True`` (optimised Huffman tables).
+    :func:`vaerans_ecs.compress` / the stream decoder of :mod:`vaerans_ecs.api`, lossy: the encoder
+    picks per image between the VAE models and the transform coder. Options: ``model`` (name or
+    folder, default ``default``; a named model is used alone, through
+    :func:`vaerans_ecs.api.encode_entities` on RGB sources so that every stage is timed), ``wavelet``
+    (a registered wavelet or none), ``levels``, ``coder`` (a registered entropy coder), ``stages``
+    (registered stages to add, ``A+B``); unset options come from the configuration. Setting:
+    quality 1-100. Per-stage timings come from ``World.timings``, see :func:`stage_seconds`.
+``vaerans:lossless``, ``vaerans:max_error=K``
+    ``compress(img, lossless=True)`` / ``compress(img, max_error=K)``: one point each; the harness
+    checks exactness / the l-infinity bound ``K`` on every image.
+``jpeg``, ``webp``, ``avif``, ``jxl``, ``png``, ``webp-ll``, ``jxl-ll``, ``j2k-ll``, ``jpegls[:near=K]``
+    Anchors, see :mod:`vaerans_ecs.eval.baselines`.
 
 :meth:`Codec.unavailable` says why a codec cannot run here (None when it can); the harness skips
 such codecs with that message.
@@ -22,81 +22,60 @@ such codecs with that message.
 
 from __future__ import annotations
 
-import io
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from vaerans_ecs.core.arena import Arena
 from vaerans_ecs.core.world import World
 from vaerans_ecs.errors import VaeransError
+from vaerans_ecs.eval.base import Codec, Pixels, as_source
+from vaerans_ecs.eval.baselines import (
+    ANCHOR_FAMILIES,
+    AvifCodec,
+    J2kLosslessCodec,
+    JpegCodec,
+    JpegLsCodec,
+    JxlCodec,
+    JxlLosslessCodec,
+    PillowCodec,
+    PngCodec,
+    WebpCodec,
+    WebpLosslessCodec,
+)
 
 __all__ = [
     "DEFAULT_GRIDS",
+    "FAMILIES",
     "AvifCodec",
     "Codec",
+    "J2kLosslessCodec",
     "JpegCodec",
+    "JpegLsCodec",
     "JxlCodec",
+    "JxlLosslessCodec",
     "PillowCodec",
+    "PngCodec",
     "VaeransCodec",
     "WebpCodec",
+    "WebpLosslessCodec",
     "parse_codec",
     "stage_seconds",
 ]
 
-U8Image = npt.NDArray[np.uint8]
-
-#: Default quality grids: 8-9 points each, spanning about 0.02-1.2 bpp on Kodak (dense enough for BD-rate).
+#: Default quality grids of the lossy codecs, dense enough for BD-rate: ours spans ~0.02-3.1 bpp on
+#: Kodak (the VAE models, then the transform coder); the anchors reach ~40-42 dB at their top.
 DEFAULT_GRIDS: dict[str, tuple[float, ...]] = {
-    # quality walks the built-in models' rate range log-linearly: denser where the baselines are
-    "vaerans": (1, 20, 40, 50, 60, 70, 80, 90, 100),
-    "jpeg": (3, 5, 8, 12, 20, 30, 45, 65),
-    "webp": (0, 5, 15, 30, 45, 60, 72, 80),
-    "avif": (5, 15, 25, 35, 45, 55, 65, 72),
-    "jxl": (5, 15, 30, 45, 58, 68, 76, 84),
+    "vaerans": (1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 100),
+    "jpeg": (3, 5, 8, 12, 20, 30, 45, 65, 80, 90, 95),
+    "webp": (0, 5, 15, 30, 45, 60, 72, 80, 90, 95),
+    "avif": (5, 15, 25, 35, 45, 55, 65, 72, 80, 88),
+    "jxl": (5, 15, 30, 45, 58, 68, 76, 84, 90, 95),
 }
 
 
-class Codec(ABC):
-    """One codec configuration; ``label`` names it in results (the spec string)."""
-
-    family: ClassVar[str]
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-    def default_settings(self) -> tuple[float, ...]:
-        """Quality values tried when the user gives none."""
-        return DEFAULT_GRIDS[self.family]
-
-    def unavailable(self) -> str | None:
-        """Why this codec cannot run here, or None."""
-        return None
-
-    def describe(self) -> str:
-        """One line on what runs (library, options)."""
-        return self.label
-
-    @abstractmethod
-    def encode(self, img: U8Image, quality: float) -> tuple[bytes, dict[str, float]]:
-        """Compress; returns the bytes and per-stage seconds (may be empty)."""
-
-    @abstractmethod
-    def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
-        """Decompress to HxWx3 uint8; returns the image and per-stage seconds (may be empty)."""
-
-    def models(self) -> list[Any]:
-        """ModelSpecs this codec runs (for the MACs table)."""
-        return []
-
-
-# ----------------------------------------------------------------------------------------------
-# vaerans
-# ----------------------------------------------------------------------------------------------
 def _new_world() -> World:
     from vaerans_ecs.config import get_config
 
@@ -119,26 +98,51 @@ def stage_seconds(world: World, total: float, before: Mapping[str, float] | None
 
 
 class VaeransCodec(Codec):
-    """Our pipeline; options ``model``, ``wavelet``, ``levels``, ``coder`` (see the module doc)."""
+    """Our codec; options ``model``, ``wavelet``, ``levels``, ``coder``, ``stages``, or exact
+    ``lossless`` / ``max_error`` (see the module doc)."""
 
     family: ClassVar[str] = "vaerans"
-    OPTIONS: ClassVar[tuple[str, ...]] = ("model", "wavelet", "levels", "coder", "stages")
+    OPTIONS: ClassVar[tuple[str, ...]] = ("model", "wavelet", "levels", "coder", "stages", "lossless", "max_error")
 
-    def __init__(self, label: str, **options: str) -> None:
+    def __init__(self, label: str, **options: str | None) -> None:
         super().__init__(label)
         unknown = set(options) - set(self.OPTIONS)
         if unknown:
             raise VaeransError(f"codec {label!r}: unknown option(s) {sorted(unknown)}; known: {list(self.OPTIONS)}")
-        self.model = options.get("model", "default")
+        flags = {k for k, v in options.items() if v is None} - {"lossless"}
+        if flags:
+            raise VaeransError(f"codec {label!r}: option(s) {sorted(flags)} need a value (key=value)")
+        if "lossless" in options and options["lossless"] not in (None, "true", "True", "1"):
+            raise VaeransError(f"codec {label!r}: lossless takes no value")
+        self.bound = self._bound(label, options)
+        lossy_only = sorted(set(options) - {"lossless", "max_error"})
+        if self.bound is not None and lossy_only:
+            raise VaeransError(f"codec {label!r}: {lossy_only} do not apply to lossless / max_error coding")
+        self.model = options.get("model") or "default"
         self.wavelet = options.get("wavelet")
         self.coder = options.get("coder")
         #: registered stage names added to the pipeline (``stages=A+B``)
-        self.stages = [n for n in options.get("stages", "").split("+") if n]
+        self.stages = [n for n in (options.get("stages") or "").split("+") if n]
         levels = options.get("levels")
         try:
             self.levels = None if levels is None else int(levels)
         except ValueError:
             raise VaeransError(f"codec {label!r}: levels must be an integer, got {levels!r}") from None
+
+    @staticmethod
+    def _bound(label: str, options: Mapping[str, str | None]) -> int | None:
+        from vaerans_ecs.systems.residual.stages import MAX_ERROR
+
+        if "lossless" in options and "max_error" in options:
+            raise VaeransError(f"codec {label!r}: give lossless or max_error, not both")
+        if "lossless" in options:
+            return 0
+        if "max_error" not in options:
+            return None
+        text = options["max_error"] or ""
+        if not text.isdigit() or not 0 <= int(text) <= MAX_ERROR:
+            raise VaeransError(f"codec {label!r}: max_error must be an integer in 0..{MAX_ERROR}, got {text!r}")
+        return int(text)
 
     def _settings(self) -> dict[str, Any]:
         from vaerans_ecs.config import get_config
@@ -163,6 +167,8 @@ class VaeransCodec(Codec):
         from vaerans_ecs.systems.entropy import coder_names
         from vaerans_ecs.systems.wavelet import wavelet_names
 
+        if self.bound is not None:
+            return None
         try:
             get_model(self.model)
         except VaeransError as exc:
@@ -179,189 +185,92 @@ class VaeransCodec(Codec):
         return None
 
     def describe(self) -> str:
+        if self.bound == 0:
+            return "vaerans_ecs compress(lossless=True): the pixel coder (palette, LZ and predictive paths)"
+        if self.bound is not None:
+            return f"vaerans_ecs compress(max_error={self.bound}): the pixel coder, step {2 * self.bound + 1}"
         s = self._settings()
         specs = self.models()
         models = ", ".join(f"{spec.name} (stride {spec.stride}, fingerprint {spec.fingerprint})" for spec in specs)
-        chosen = " chosen per quality by their rate curves" if len(specs) > 1 else ""
-        return f"vaerans_ecs, model {models}{chosen}, wavelet {s['wavelet']} x{s['levels']}, coder {s['coder']}"
+        if self.model == "default":
+            return (f"vaerans_ecs compress(quality=q): per image the best of model {models} and the transform "
+                    f"coder by their rate curves; VAE path wavelet {s['wavelet']} x{s['levels']}, coder {s['coder']}")
+        return f"vaerans_ecs, model {models} only, wavelet {s['wavelet']} x{s['levels']}, coder {s['coder']}"
 
     def models(self) -> list[Any]:
         from vaerans_ecs.models import default_models, get_model
 
+        if self.bound is not None:
+            return []
         return default_models() if self.model == "default" else [get_model(self.model)]
 
-    def encode(self, img: U8Image, quality: float) -> tuple[bytes, dict[str, float]]:
-        from vaerans_ecs.api import encode_entities
+    def encode(self, img: Any, quality: float) -> tuple[bytes, dict[str, float]]:
+        from vaerans_ecs.api import compress
 
+        src = as_source(img)
+        if self.bound == 0:
+            return compress(src, lossless=True), {}
+        if self.bound is not None:
+            return compress(src, max_error=self.bound), {}
         s = self._settings()
+        if self.model != "default" and src.pixels.shape[2] == 3:
+            return self._encode_vae(src, quality, s)
+        data = compress(src, quality, s["model"], wavelet=s["wavelet"], levels=s["levels"], coder=s["coder"],
+                        stages=self._stages())
+        return data, {}
+
+    def _encode_vae(self, src: Any, quality: float, s: Mapping[str, Any]) -> tuple[bytes, dict[str, float]]:
+        """A named model on an RGB source, as ``compress`` codes it, with every stage timed."""
+        from vaerans_ecs.api import encode_entities
+        from vaerans_ecs.encoder import metadata_of
+
         world = _new_world()
         t0 = time.perf_counter()
-        eid = world.spawn_image(img)
+        eid = world.spawn_image(np.ascontiguousarray(src.pixels))
         t1 = time.perf_counter()
         data = encode_entities(
-            world, [eid], quality=quality, model=s["model"], wavelet=s["wavelet"], levels=s["levels"], coder=s["coder"],
-            stages=self._stages(),
+            world, [eid], quality=quality, model=s["model"], wavelet=s["wavelet"], levels=s["levels"],
+            coder=s["coder"], stages=self._stages(), metadata=[metadata_of(src)],
         )[0]
         stages = stage_seconds(world, time.perf_counter() - t0, {"spawn": t1 - t0})
         world.clear()
         return data, stages
 
-    def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
+    def decode(self, data: bytes, channels: int = 3) -> tuple[Pixels, dict[str, float]]:
         from vaerans_ecs.api import decode_streams
         from vaerans_ecs.components import ReconRGB
 
         world = _new_world()
         t0 = time.perf_counter()
         (eid,) = decode_streams(world, [data])
-        recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), dtype=np.uint8, copy=True)
+        recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), copy=True)
         stages = stage_seconds(world, time.perf_counter() - t0)
         world.clear()
         return recon, stages
 
 
-# ----------------------------------------------------------------------------------------------
-# Pillow baselines
-# ----------------------------------------------------------------------------------------------
-def _number(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
-
-
-class PillowCodec(Codec):
-    """A Pillow encoder: ``Image.save(format=FORMAT, quality=q, **defaults, **options)``."""
-
-    format: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, label: str, **options: str) -> None:
-        super().__init__(label)
-        if "quality" in options:
-            raise VaeransError(f"codec {label!r}: quality is the setting; give it with --qualities")
-        self.options: dict[str, Any] = {**self.defaults, **{k: _number(v) for k, v in options.items()}}
-
-    def unavailable(self) -> str | None:
-        from PIL import Image
-
-        Image.init()
-        if self.format not in Image.SAVE:
-            return f"Pillow {_pillow_version()} has no {self.format} encoder"
-        return None
-
-    def describe(self) -> str:
-        opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
-        return f"Pillow {_pillow_version()} {self.format}" + (f" ({opts})" if opts else "")
-
-    def encode(self, img: U8Image, quality: float) -> tuple[bytes, dict[str, float]]:
-        from PIL import Image
-
-        q = int(quality) if float(quality).is_integer() else quality
-        buf = io.BytesIO()
-        Image.fromarray(img, "RGB").save(buf, format=self.format, quality=q, **self.options)
-        return buf.getvalue(), {}
-
-    def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data), formats=[self.format]) as im:
-            im.load()
-            rgb = im if im.mode == "RGB" else im.convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8).copy(), {}
-
-
-def _pillow_version() -> str:
-    import PIL
-
-    return str(PIL.__version__)
-
-
-class JpegCodec(PillowCodec):
-    """libjpeg(-turbo) through Pillow, 4:2:0, optimised Huffman tables."""
-
-    family: ClassVar[str] = "jpeg"
-    format: ClassVar[str] = "JPEG"
-    defaults: ClassVar[dict[str, Any]] = {"optimize": True}
-
-
-class WebpCodec(PillowCodec):
-    """libwebp (lossy) through Pillow, default method 4."""
-
-    family: ClassVar[str] = "webp"
-    format: ClassVar[str] = "WEBP"
-
-    def unavailable(self) -> str | None:
-        from PIL import features
-
-        return None if features.check("webp") else "Pillow was built without WebP support"
-
-
-class AvifCodec(PillowCodec):
-    """libavif through Pillow's built-in AVIF plugin (default speed)."""
-
-    family: ClassVar[str] = "avif"
-    format: ClassVar[str] = "AVIF"
-
-    def unavailable(self) -> str | None:
-        from PIL import features
-
-        try:
-            ok = bool(features.check("avif"))
-        except ValueError:  # Pillow older than 11.2 does not know the feature
-            ok = False
-        return None if ok else f"Pillow {_pillow_version()} has no built-in AVIF support (needs Pillow >= 11.2)"
-
-
-class JxlCodec(PillowCodec):
-    """libjxl through the ``pillow-jxl-plugin`` package (default effort)."""
-
-    family: ClassVar[str] = "jxl"
-    format: ClassVar[str] = "JXL"
-
-    def unavailable(self) -> str | None:
-        try:
-            import pillow_jxl  # noqa: F401  (registers the JXL plugin)
-        except ImportError:
-            return "JPEG XL needs the pillow-jxl-plugin package (pip install pillow-jxl-plugin)"
-        return super().unavailable()
-
-    def encode(self, img: U8Image, quality: float) -> tuple[bytes, dict[str, float]]:
-        import pillow_jxl  # noqa: F401
-
-        return super().encode(img, quality)
-
-    def decode(self, data: bytes) -> tuple[U8Image, dict[str, float]]:
-        import pillow_jxl  # noqa: F401
-
-        return super().decode(data)
-
-
-FAMILIES: dict[str, type[Codec]] = {
-    "vaerans": VaeransCodec,
-    "jpeg": JpegCodec,
-    "webp": WebpCodec,
-    "avif": AvifCodec,
-    "jxl": JxlCodec,
-}
+FAMILIES: dict[str, type[Codec]] = {"vaerans": VaeransCodec, **ANCHOR_FAMILIES}
 
 
 def parse_codec(spec: str) -> Codec:
-    """Build a codec from ``family[:key=value...]`` (see the module doc)."""
+    """Build a codec from ``family[:key=value|:flag...]`` (see the module doc)."""
     text = spec.strip()
     family, *parts = text.split(":")
     family = family.strip().lower()
     cls = FAMILIES.get(family)
     if cls is None:
         raise VaeransError(f"unknown codec {family!r} in {spec!r}; known: {', '.join(FAMILIES)}")
-    options: dict[str, str] = {}
+    options: dict[str, str | None] = {}
     for part in parts:
         key, sep, value = part.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not key:
             raise VaeransError(f"codec {spec!r}: option {part!r} is not key=value")
-        options[key.strip()] = value.strip()
-    label = family + "".join(f":{k}={v}" for k, v in options.items())
+        if not sep:
+            if cls is not VaeransCodec:
+                raise VaeransError(f"codec {spec!r}: option {part!r} is not key=value")
+            options[key] = None
+            continue
+        options[key] = value.strip()
+    label = family + "".join(f":{k}" if v is None else f":{k}={v}" for k, v in options.items())
     return cls(label, **options)

@@ -1,14 +1,21 @@
-"""The evaluation loop: every image x codec x quality, with bytes, quality metrics and timings.
+"""The evaluation loop: every image x codec x setting, with bytes, quality metrics and timings.
 
-For each image (sorted by file name) and each available codec, every quality of the codec's grid
-is encoded ``repeats`` times (the bytes must not change) and decoded ``repeats`` times; the
-reported encode/decode seconds and per-stage seconds are medians over the repeats. Before its
-first measured point each codec runs once untimed on the first image (loading ONNX sessions,
-encoder libraries), so that one-off start-up costs do not pollute the medians. Distortion is
-measured on the decoded image against the source: PSNR (RGB), PSNR-Y (BT.601 luma), MS-SSIM
-(:mod:`vaerans_ecs.systems.metrics`).
+Images are read by :func:`vaerans_ecs.imaging.load_source` and coded in their own layout (gray
+HxWx1, palette as RGB, RGBA); distortion is measured over that layout. For each image (sorted by
+file name) and each available codec, every setting of the codec's grid (lossy codecs: quality;
+exact codecs: their one bound) is encoded ``repeats`` times (the bytes must not change) and decoded
+``repeats`` times; encode/decode wall and CPU seconds and per-stage seconds are medians over the
+repeats. Before its first measured point each codec runs once untimed on the first image (loading
+ONNX sessions, encoder libraries). Distortion: PSNR over every coded channel, PSNR-Y (BT.601 luma
+of RGB; the gray channel itself), MS-SSIM (:mod:`vaerans_ecs.systems.metrics`), and the largest
+absolute error.
 
-Results come out in a deterministic order: codec (in the order given), quality (grid order),
+Exact codecs (``Codec.bound`` set: lossless or near-lossless) are checked on every image: a
+decoded pixel outside the bound, a failed encode or decode, a wrong shape or non-deterministic
+bytes become an entry of the payload's ``failures`` (printed at once, listed first in the
+summary, exit status 1 from the CLI), never a silent number.
+
+Results come out in a deterministic order: codec (in the order given), setting (grid order),
 image (name order).
 """
 
@@ -27,19 +34,25 @@ import numpy.typing as npt
 
 from vaerans_ecs.errors import VaeransError
 from vaerans_ecs.eval.codecs import Codec, parse_codec
+from vaerans_ecs.imaging import SourceImage
 from vaerans_ecs.systems.metrics import ms_ssim, ms_ssim_db, psnr, psnr_y
 
 __all__ = [
+    "DEFAULT_BD_RANGE",
     "IMAGE_SUFFIXES",
     "EvalConfig",
     "PointResult",
     "Progress",
     "load_images",
+    "load_sources",
+    "measure_point",
     "run_eval",
 ]
 
 IMAGE_SUFFIXES = (".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 U8Image = npt.NDArray[np.uint8]
+#: PSNR range (dB) of the extra BD-rate column: the rates that matter at high quality.
+DEFAULT_BD_RANGE: tuple[float, float] = (32.0, 40.0)
 
 
 @dataclass
@@ -55,6 +68,7 @@ class EvalConfig:
     macs_size: int = 512
     progress: bool = True
     warmup: bool = True
+    bd_range: tuple[float, float] | None = DEFAULT_BD_RANGE
 
 
 @dataclass
@@ -75,12 +89,24 @@ class PointResult:
     ms_ssim_db: float
     encode_s: float
     decode_s: float
+    channels: int = 3
+    mode: str = "RGB"
+    #: the codec's promised l-infinity bound (0 lossless), None for lossy codecs
+    bound: int | None = None
+    max_abs_error: int = 0
+    encode_cpu_s: float = 0.0
+    decode_cpu_s: float = 0.0
     encode_stages: dict[str, float] = field(default_factory=dict)
     decode_stages: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def bound_held(self) -> bool | None:
+        """Whether every decoded sample is within the bound (None for lossy codecs)."""
+        return None if self.bound is None else self.max_abs_error <= self.bound
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready once non-finite floats are handled)."""
-        return asdict(self)
+        return {**asdict(self), "bound_held": self.bound_held}
 
 
 class Progress:
@@ -134,12 +160,7 @@ def _clock(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def load_images(data: Path, limit: int | None = None) -> list[tuple[str, U8Image]]:
-    """Images of ``data`` (by suffix, sorted by name, the first ``limit``) as HxWx3 uint8."""
-    from PIL import Image
-
-    from vaerans_ecs.imaging import to_rgb_uint8
-
+def _image_files(data: Path, limit: int | None) -> list[Path]:
     folder = Path(data)
     if not folder.is_dir():
         raise VaeransError(f"data folder {folder} does not exist")
@@ -148,15 +169,45 @@ def load_images(data: Path, limit: int | None = None) -> list[tuple[str, U8Image
         files = files[: max(limit, 0)]
     if not files:
         raise VaeransError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+def load_images(data: Path, limit: int | None = None) -> list[tuple[str, U8Image]]:
+    """Images of ``data`` (by suffix, sorted by name, the first ``limit``) as HxWx3 uint8 (the lossy RGB rules)."""
+    from PIL import Image
+
+    from vaerans_ecs.imaging import to_rgb_uint8
+
     out = []
-    for path in files:
+    for path in _image_files(data, limit):
         with Image.open(path) as im:
             out.append((path.name, to_rgb_uint8(im)))
     return out
 
 
+def load_sources(
+    data: Path, limit: int | None = None, log: Callable[[str], None] | None = None
+) -> list[tuple[str, SourceImage]]:
+    """Images of ``data`` as :class:`SourceImage` in their own modes (16-bit ones skipped, said through ``log``)."""
+    from vaerans_ecs.imaging import load_source
+
+    out = []
+    for path in _image_files(data, limit):
+        src = load_source(path)
+        if src.bit_depth != 8:
+            if log is not None:
+                log(f"skipping {path.name}: {src.bit_depth}-bit (the harness measures 8-bit images)")
+            continue
+        out.append((path.name, src))
+    if not out:
+        raise VaeransError(f"no 8-bit images in {data}")
+    return out
+
+
 def settings_for(codec: Codec, qualities: Mapping[str, Sequence[float]]) -> list[float]:
-    """The codec's grid: by label, then family, then '' (all codecs), then its default."""
+    """The codec's grid: exact codecs their bound; else by label, then family, then '' (all), then its default."""
+    if codec.fixed:
+        return [float(q) for q in codec.default_settings()]
     for key in (codec.label, codec.family, ""):
         if key in qualities:
             return [float(q) for q in qualities[key]]
@@ -170,36 +221,49 @@ def _median_stages(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return {n: statistics.median(r.get(n, 0.0) for r in runs) for n in names}
 
 
-def _timed(fn: Callable[[], tuple[Any, dict[str, float]]]) -> tuple[Any, float, dict[str, float]]:
-    t0 = time.perf_counter()
+def _timed(fn: Callable[[], tuple[Any, dict[str, float]]]) -> tuple[Any, float, float, dict[str, float]]:
+    t0, c0 = time.perf_counter(), time.process_time()
     value, stages = fn()
-    return value, time.perf_counter() - t0, stages
+    return value, time.perf_counter() - t0, time.process_time() - c0, stages
 
 
-def measure_point(codec: Codec, name: str, img: U8Image, quality: float, repeats: int) -> PointResult:
-    """Encode/decode ``img`` ``repeats`` times at ``quality`` and measure it."""
-    enc_times: list[float] = []
-    dec_times: list[float] = []
+def _psnr_y(a: U8Image, b: U8Image) -> float:
+    """Luma PSNR of RGB(A); for gray layouts the gray channel's PSNR."""
+    if a.shape[2] >= 3:
+        return psnr_y(a[:, :, :3], b[:, :, :3])
+    return psnr(a[:, :, 0], b[:, :, 0])
+
+
+def measure_point(codec: Codec, name: str, src: SourceImage | U8Image, quality: float, repeats: int) -> PointResult:
+    """Encode/decode ``src`` ``repeats`` times at ``quality`` and measure it against the source's pixels."""
+    from vaerans_ecs.eval.base import as_source
+
+    source = as_source(src)
+    img: U8Image = source.pixels
+    h, w, channels = img.shape
+    enc: list[tuple[float, float]] = []
+    dec: list[tuple[float, float]] = []
     enc_stages: list[dict[str, float]] = []
     dec_stages: list[dict[str, float]] = []
     data: bytes | None = None
     recon: U8Image | None = None
     for _ in range(max(repeats, 1)):
-        out, secs, stages = _timed(lambda: codec.encode(img, quality))
+        out, secs, cpu, stages = _timed(lambda: codec.encode(source, quality))
         if data is not None and out != data:
-            raise VaeransError(f"{codec.label} at quality {quality}: encoding {name} is not deterministic")
+            raise VaeransError(f"{codec.label} at quality {quality:g}: encoding {name} is not deterministic")
         data = out
-        enc_times.append(secs)
+        enc.append((secs, cpu))
         enc_stages.append(stages)
     assert data is not None
     for _ in range(max(repeats, 1)):
-        recon, secs, stages = _timed(lambda: codec.decode(data))
-        dec_times.append(secs)
+        recon, secs, cpu, stages = _timed(lambda: codec.decode(data, channels))
+        dec.append((secs, cpu))
         dec_stages.append(stages)
     assert recon is not None
-    if recon.shape != img.shape:
-        raise VaeransError(f"{codec.label}: decoded {name} has shape {recon.shape}, expected {img.shape}")
-    h, w = img.shape[:2]
+    if recon.ndim == 2:
+        recon = recon[:, :, None]
+    if recon.shape != img.shape or recon.dtype != np.uint8:
+        raise VaeransError(f"{codec.label}: decoded {name} is {recon.dtype} {recon.shape}, expected uint8 {img.shape}")
     ms = ms_ssim(img, recon)
     return PointResult(
         image=name,
@@ -211,11 +275,17 @@ def measure_point(codec: Codec, name: str, img: U8Image, quality: float, repeats
         bytes=len(data),
         bpp=len(data) * 8.0 / (h * w),
         psnr=psnr(img, recon),
-        psnr_y=psnr_y(img, recon),
+        psnr_y=_psnr_y(img, recon),
         ms_ssim=ms,
         ms_ssim_db=ms_ssim_db(ms),
-        encode_s=statistics.median(enc_times),
-        decode_s=statistics.median(dec_times),
+        encode_s=statistics.median(t for t, _ in enc),
+        decode_s=statistics.median(t for t, _ in dec),
+        channels=channels,
+        mode=source.mode,
+        bound=codec.bound,
+        max_abs_error=int(np.max(np.abs(img.astype(np.int16) - recon.astype(np.int16)))),
+        encode_cpu_s=statistics.median(c for _, c in enc),
+        decode_cpu_s=statistics.median(c for _, c in dec),
         encode_stages=_median_stages(enc_stages),
         decode_stages=_median_stages(dec_stages),
     )
@@ -237,6 +307,10 @@ def _model_costs(codecs: Iterable[Codec], size: int, log: Callable[[str], None])
     return list(seen.values())
 
 
+def _failure(codec: Codec, name: str, quality: float, what: str) -> dict[str, Any]:
+    return {"codec": codec.label, "image": name, "quality": quality, "bound": codec.bound, "what": what}
+
+
 def run_eval(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the evaluation; returns the results payload (see :mod:`vaerans_ecs.eval.report`)."""
     say = log or (lambda msg: print(msg, file=sys.stderr))
@@ -250,13 +324,13 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> dict[
             raise VaeransError(f"codec {codec.label!r} given twice")
         labels.add(codec.label)
         codecs.append(codec)
-    images = load_images(cfg.data, cfg.limit)
+    images = load_sources(cfg.data, cfg.limit, say)
     info: list[dict[str, Any]] = []
     active: list[tuple[Codec, list[float]]] = []
     for codec in codecs:
         reason = codec.unavailable()
         grid = settings_for(codec, cfg.qualities)
-        entry: dict[str, Any] = {"label": codec.label, "family": codec.family, "qualities": grid}
+        entry: dict[str, Any] = {"label": codec.label, "family": codec.family, "qualities": grid, "bound": codec.bound}
         if reason is not None:
             say(f"skipping codec {codec.label}: {reason}")
             entry.update(available=False, reason=reason)
@@ -266,15 +340,29 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> dict[
         info.append(entry)
     progress = Progress(len(images) * sum(len(g) for _, g in active), enabled=cfg.progress)
     per_codec: dict[str, list[PointResult]] = {c.label: [] for c, _ in active}
+    failures: list[dict[str, Any]] = []
     warm: set[str] = set()
-    for name, img in images:
+    for name, src in images:
         for codec, grid in active:
             if cfg.warmup and codec.label not in warm and grid:
-                data, _ = codec.encode(img, grid[0])
-                codec.decode(data)
                 warm.add(codec.label)
+                try:
+                    data, _ = codec.encode(src, grid[0])
+                    codec.decode(data, src.pixels.shape[2])
+                except Exception:
+                    pass
             for q in grid:
-                per_codec[codec.label].append(measure_point(codec, name, img, q, cfg.repeats))
+                try:
+                    point = measure_point(codec, name, src, q, cfg.repeats)
+                except Exception as exc:
+                    failures.append(_failure(codec, name, q, f"{type(exc).__name__}: {exc}"))
+                    say(f"FAILURE: {codec.label} q={q:g} on {name}: {type(exc).__name__}: {exc}")
+                else:
+                    per_codec[codec.label].append(point)
+                    if point.bound_held is False:
+                        what = f"max |error| {point.max_abs_error} > bound {point.bound}"
+                        failures.append(_failure(codec, name, q, what))
+                        say(f"FAILURE: {codec.label} on {name}: {what}")
                 progress.step(f"{name} {codec.label} q={q:g}")
     progress.close()
     order = {name: i for i, (name, _) in enumerate(images)}
@@ -288,11 +376,12 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] | None = None) -> dict[
         "meta": {**_meta(cfg, images, elapsed), "load_avg": load_start, "load_avg_end": _load_avg()},
         "codecs": info,
         "models": models,
+        "failures": failures,
         "results": [r.to_dict() for r in results],
     }
 
 
-def _meta(cfg: EvalConfig, images: Sequence[tuple[str, U8Image]], elapsed: float) -> dict[str, Any]:
+def _meta(cfg: EvalConfig, images: Sequence[tuple[str, SourceImage]], elapsed: float) -> dict[str, Any]:
     import os
     import platform
 
@@ -301,9 +390,11 @@ def _meta(cfg: EvalConfig, images: Sequence[tuple[str, U8Image]], elapsed: float
     return {
         "data": str(cfg.data),
         "images": [n for n, _ in images],
-        "pixels": [int(i.shape[0] * i.shape[1]) for _, i in images],
+        "modes": [s.mode for _, s in images],
+        "pixels": [int(s.width * s.height) for _, s in images],
         "repeats": cfg.repeats,
         "warmup": cfg.warmup,
+        "bd_range": list(cfg.bd_range) if cfg.bd_range is not None else None,
         "elapsed_s": elapsed,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "python": platform.python_version(),

@@ -13,8 +13,11 @@
     Mean rate-distortion curves of every codec on one plot each (matplotlib, Agg backend); the
     MS-SSIM plot uses ``-10 log10(1 - MS-SSIM)``.
 ``summary.md``
-    BD-rates against JPEG and WebP (PSNR and MS-SSIM), speed (images/s, megapixels/s), per-stage
-    times of our pipelines, and the models' MACs per pixel.
+    Failures first (a bound not held, a codec error), then the lossless and near-lossless tables
+    (:mod:`vaerans_ecs.eval.tables`), BD-rates of the lossy codecs against JPEG and WebP (PSNR over
+    the whole overlap and within the ``bd_range`` of the run, MS-SSIM), whether our curves rise at
+    every step, the per-image bars, speed (images/s, megapixels/s), per-stage times of our
+    pipelines, and the models' MACs per pixel. :func:`tables_markdown` is the part the CLI prints.
 
 Mean curves: per codec and quality, bpp, PSNR and MS-SSIM are averaged over the images (the
 MS-SSIM dB value is that of the mean MS-SSIM). BD-rates compare these mean curves
@@ -36,6 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from vaerans_ecs.eval.bdrate import bd_rate, quality_overlap
+from vaerans_ecs.eval.tables import (
+    exact_markdown,
+    exact_table,
+    failures_markdown,
+    per_image_markdown,
+    per_image_table,
+    rise_check,
+    rise_markdown,
+)
 from vaerans_ecs.systems.metrics import ms_ssim_db
 
 __all__ = [
@@ -45,6 +57,7 @@ __all__ = [
     "mean_curves",
     "speed_table",
     "stage_table",
+    "tables_markdown",
     "write_report",
 ]
 
@@ -65,6 +78,13 @@ CSV_FIELDS = (
     "ms_ssim_db",
     "encode_s",
     "decode_s",
+    "channels",
+    "mode",
+    "bound",
+    "max_abs_error",
+    "bound_held",
+    "encode_cpu_s",
+    "decode_cpu_s",
 )
 
 
@@ -108,23 +128,42 @@ def _anchor(curves: Mapping[str, Any], results: Sequence[Mapping[str, Any]], fam
     return None
 
 
+def lossy_codecs(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Codecs with a rate-distortion curve (no bound), in result order."""
+    return [c for c in _codec_order(results) if any(r["codec"] == c and r.get("bound") is None for r in results)]
+
+
 def bd_table(
-    curves: Mapping[str, Sequence[Mapping[str, Any]]], results: Sequence[Mapping[str, Any]]
+    curves: Mapping[str, Sequence[Mapping[str, Any]]],
+    results: Sequence[Mapping[str, Any]],
+    bd_range: Sequence[float] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{codec: {anchor: {"psnr": %, "ms_ssim": %, "psnr_overlap": [lo, hi], ...}}}`` per anchor present."""
+    """``{codec: {anchor: {"psnr": %, "ms_ssim": %, "psnr_overlap": [lo, hi], ...}}}`` per anchor present.
+
+    Lossy codecs only. With ``bd_range`` = (lo, hi), also ``psnr_range`` (PSNR BD-rate over the
+    overlap within [lo, hi] dB) and ``psnr_range_overlap``.
+    """
+    lossy = lossy_codecs(results)
+    rows = [r for r in results if r["codec"] in lossy]
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for family, _ in ANCHORS:
-        ref = _anchor(curves, results, family)
+        ref = _anchor(curves, rows, family)
         if ref is None:
             continue
         rc = curves[ref]
-        for codec, pts in curves.items():
+        for codec in lossy:
+            pts = curves[codec]
             cell: dict[str, Any] = {}
             for metric, key in (("psnr", "psnr"), ("ms_ssim", "ms_ssim_db")):
                 args = ([p["bpp"] for p in rc], [p[key] for p in rc], [p["bpp"] for p in pts], [p[key] for p in pts])
                 cell[metric] = bd_rate(*args)
                 span = quality_overlap(*args)
                 cell[f"{metric}_overlap"] = list(span) if span is not None else None
+                if metric == "psnr" and bd_range is not None:
+                    within = (float(bd_range[0]), float(bd_range[1]))
+                    cell["psnr_range"] = bd_rate(*args, quality_range=within)
+                    span = quality_overlap(*args, quality_range=within)
+                    cell["psnr_range_overlap"] = list(span) if span is not None else None
             table.setdefault(codec, {})[ref] = cell
     return table
 
@@ -202,6 +241,8 @@ def write_csv(results: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 
 def _cell(v: Any) -> str:
+    if v is None:
+        return ""
     if isinstance(v, float):
         return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
     return str(v)
@@ -239,6 +280,66 @@ def _loads(values: Any) -> str:
     return "n/a" if not values else ", ".join(f"{v:.1f}" for v in values)
 
 
+def _bd_markdown(payload: Mapping[str, Any]) -> list[str]:
+    """The BD-rate tables (lossy codecs against each anchor present)."""
+    bd = payload["bd_rate"]
+    if not bd:
+        return []
+    anchors = list(dict.fromkeys(a for row in bd.values() for a in row))
+    rng = payload["meta"].get("bd_range")
+    cols: list[tuple[str, str, str]] = []  # (anchor, key, header)
+    for a in anchors:
+        cols.append((a, "psnr", f"vs {a} PSNR"))
+        if rng:
+            cols.append((a, "psnr_range", f"vs {a} PSNR [{rng[0]:g}, {rng[1]:g}] dB"))
+        cols.append((a, "ms_ssim", f"vs {a} MS-SSIM"))
+    lines = [
+        "## BD-rate",
+        "",
+        "Bjontegaard delta rate of each lossy codec against the anchor (PCHIP in log-rate over the quality range "
+        "both mean curves cover; MS-SSIM in dB"
+        + (f"; the [{rng[0]:g}, {rng[1]:g}] dB columns integrate over the part of that range within it" if rng else "")
+        + "). Negative = fewer bits for the same quality; n/a = the curves do not overlap (there).",
+        "",
+        f"| codec | {' | '.join(h for _, _, h in cols)} |",
+        "| --- |" + " --- |" * len(cols),
+    ]
+    for codec, row in bd.items():
+        lines.append(f"| {codec} | " + " | ".join(_fmt(row.get(a, {}).get(k), "+.1f", " %") for a, k, _ in cols) + " |")
+    lines += ["", "Quality range each BD-rate integrates over (PSNR dB; MS-SSIM dB):", ""]
+    lines += [f"| codec | {' | '.join(h for _, _, h in cols)} |", "| --- |" + " --- |" * len(cols)]
+    for codec, row in bd.items():
+        spans = []
+        for a, k, _ in cols:
+            span = row.get(a, {}).get(f"{k}_overlap")
+            spans.append(f"{span[0]:.2f} - {span[1]:.2f}" if span else "none")
+        lines.append(f"| {codec} | {' | '.join(spans)} |")
+    return [*lines, ""]
+
+
+def _curve_points_markdown(payload: Mapping[str, Any]) -> list[str]:
+    """Mean points of our lossy curves (quality, bpp, PSNR, MS-SSIM)."""
+    ours = [c for c in lossy_codecs(payload["results"]) if c.split(":")[0] == "vaerans"]
+    lines: list[str] = []
+    for codec in ours:
+        pts = payload["curves"][codec]
+        lines += [f"**{codec}** mean curve: " + ", ".join(
+            f"q{p['quality']:g} {p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in pts), ""]
+    return lines
+
+
+def tables_markdown(payload: Mapping[str, Any]) -> str:
+    """The tables the CLI prints: failures, lossless, near-lossless, BD-rate, curve checks, per image."""
+    lines = [
+        *failures_markdown(payload.get("failures", [])),
+        *exact_markdown(payload["exact"]),
+        *_bd_markdown(payload),
+        *rise_markdown(payload["rises"]),
+        *per_image_markdown(payload["per_image"]),
+    ]
+    return "\n".join(lines)
+
+
 def summary_markdown(payload: Mapping[str, Any]) -> str:
     """The ``summary.md`` text."""
     meta = payload["meta"]
@@ -253,6 +354,7 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
         f"at end {_loads(meta.get('load_avg_end'))}",
         f"- date {meta['date']}, total run time {meta['elapsed_s']:.1f} s",
         "",
+        *failures_markdown(payload.get("failures", [])),
         "## Codecs",
         "",
         "| codec | qualities | what runs |",
@@ -261,9 +363,13 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
     for c in payload["codecs"]:
         what = c.get("description") if c.get("available") else f"**skipped**: {c.get('reason')}"
         lines.append(f"| {c['label']} | {', '.join(f'{q:g}' for q in c['qualities'])} | {what} |")
-    lines += ["", "## Rate-distortion (mean over images)", ""]
-    lines += ["| codec | bpp range | PSNR range (dB) | MS-SSIM range |", "| --- | --- | --- | --- |"]
-    for codec, pts in curves.items():
+    lines += ["", *exact_markdown(payload["exact"])]
+    lossy = lossy_codecs(payload["results"])
+    if lossy:
+        lines += ["## Rate-distortion (mean over images)", ""]
+        lines += ["| codec | bpp range | PSNR range (dB) | MS-SSIM range |", "| --- | --- | --- | --- |"]
+    for codec in lossy:
+        pts = curves[codec]
         bpp = [p["bpp"] for p in pts]
         ps = [p["psnr"] for p in pts]
         ms = [p["ms_ssim"] for p in pts]
@@ -271,35 +377,8 @@ def summary_markdown(payload: Mapping[str, Any]) -> str:
             f"| {codec} | {min(bpp):.3f} - {max(bpp):.3f} | {min(ps):.2f} - {max(ps):.2f} | "
             f"{min(ms):.4f} - {max(ms):.4f} |"
         )
-    bd = payload["bd_rate"]
-    anchors = list(dict.fromkeys(a for row in bd.values() for a in row))
-    lines += ["", "## BD-rate", ""]
-    if anchors:
-        lines.append(
-            "Bjontegaard delta rate of each codec against the anchor (PCHIP in log-rate over the overlapping "
-            "quality range of the mean curves; MS-SSIM in dB). Negative = fewer bits for the same quality; "
-            "n/a = the curves do not overlap."
-        )
-        lines.append("")
-        head = " | ".join(f"vs {a} PSNR | vs {a} MS-SSIM" for a in anchors)
-        lines += [f"| codec | {head} |", "| --- |" + " --- |" * (2 * len(anchors))]
-        for codec, row in bd.items():
-            cells = " | ".join(
-                f"{_fmt(row.get(a, {}).get(k), '+.1f', ' %')}" for a in anchors for k in ("psnr", "ms_ssim")
-            )
-            lines.append(f"| {codec} | {cells} |")
-        lines += ["", "Quality range each BD-rate integrates over (PSNR dB; MS-SSIM dB):", ""]
-        lines += [f"| codec | {' | '.join(f'vs {a} PSNR | vs {a} MS-SSIM' for a in anchors)} |"]
-        lines += ["| --- |" + " --- |" * (2 * len(anchors))]
-        for codec, row in bd.items():
-            spans = []
-            for a in anchors:
-                for k in ("psnr_overlap", "ms_ssim_overlap"):
-                    span = row.get(a, {}).get(k)
-                    spans.append(f"{span[0]:.2f} - {span[1]:.2f}" if span else "none")
-            lines.append(f"| {codec} | {' | '.join(spans)} |")
-    else:
-        lines.append("No anchor codec (jpeg, webp) in this run.")
+    lines += ["", *_bd_markdown(payload), *rise_markdown(payload["rises"]), *per_image_markdown(payload["per_image"])]
+    lines += _curve_points_markdown(payload)
     lines += ["", "## Speed", ""]
     lines += [
         "Over every point of the grid (images/s = points / total seconds; MP/s = megapixels / total seconds).",
@@ -355,19 +434,24 @@ def write_report(payload: dict[str, Any], out: str | Path, *, plots: bool = True
     results = payload["results"]
     curves = mean_curves(results)
     payload["curves"] = curves
-    payload["bd_rate"] = bd_table(curves, results)
+    payload["bd_rate"] = bd_table(curves, results, payload["meta"].get("bd_range"))
     payload["speed"] = speed_table(results)
     payload["stages"] = stage_table(results)
+    payload["exact"] = exact_table(results)
+    payload["rises"] = {c: rise_check(results, c) for c in lossy_codecs(results) if c.split(":")[0] == "vaerans"}
+    payload["per_image"] = per_image_table(results)
+    payload.setdefault("failures", [])
     files = {"json": folder / "results.json", "csv": folder / "results.csv", "summary": folder / "summary.md"}
     files["json"].write_text(json.dumps(_finite(payload), indent=1, allow_nan=False) + "\n")
     write_csv(results, files["csv"])
     if plots and importlib.util.find_spec("matplotlib") is None:
         print("plots skipped: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
         plots = False
-    if plots:
+    if plots and lossy_codecs(results):
         files["rd_psnr"] = folder / "rd_psnr.png"
         files["rd_msssim"] = folder / "rd_msssim.png"
-        plot_curves(curves, "psnr", "PSNR (dB, RGB)", files["rd_psnr"])
-        plot_curves(curves, "ms_ssim_db", "MS-SSIM (dB) = -10 log10(1 - MS-SSIM)", files["rd_msssim"])
+        lossy = {c: curves[c] for c in lossy_codecs(results)}
+        plot_curves(lossy, "psnr", "PSNR (dB, over the coded channels)", files["rd_psnr"])
+        plot_curves(lossy, "ms_ssim_db", "MS-SSIM (dB) = -10 log10(1 - MS-SSIM)", files["rd_msssim"])
     files["summary"].write_text(summary_markdown(payload))
     return files
