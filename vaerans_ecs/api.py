@@ -352,10 +352,14 @@ def decode_streams(
 
     ``layers`` limits decoding to the first layers of layered streams (1 = the base preview).
     """
-    cfg = world.config
     t0 = time.perf_counter()
-    parsed = [read_image_stream(data, cfg, max_pixels=max_pixels) for data in streams]
+    parsed = [read_image_stream(data, world.config, max_pixels=max_pixels) for data in streams]
     world.timings.append(("parse", len(parsed), time.perf_counter() - t0))
+    return _decode_parsed(world, parsed, layers)
+
+
+def _decode_parsed(world: World, parsed: Sequence[ImageStream], layers: int | None) -> list[int]:
+    cfg = world.config
     order = [world.spawn(_info(s)) for s in parsed]
     depth = max((len(s.layers) for s in parsed), default=0)
     if layers is not None:
@@ -395,9 +399,11 @@ def decompress_batch(
     Images decoded into buffers of their own (large, tiled ones: see ``OnnxVAEDecode``) are
     returned as they are; the others are copied out of the arena, which is then reset.
     """
-    world = new_world(config or get_config())
+    cfg = config or get_config()
+    parsed = [read_image_stream(data, cfg, max_pixels=max_pixels) for data in streams]  # before any arena
+    world = new_world(cfg)
     out = []
-    for eid in decode_streams(world, streams, max_pixels=max_pixels, layers=layers):
+    for eid in _decode_parsed(world, parsed, layers):
         ref = world.get_component(eid, ReconRGB).ref
         view = world.view(ref)
         pixels = view if world.arena.is_external(ref) else np.array(view, copy=True)

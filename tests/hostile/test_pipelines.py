@@ -153,10 +153,6 @@ def test_residual_stage_in_the_base_layer_is_refused(seeds: dict[int, bytes], re
 # -- the quantizer's recorded input must be what the pipeline gives it ---------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: check_layer checks the quantizer's input among its input_choices, not against the source its "
-    "side information records (YUVW4 here), so a pipeline without the Hadamard passes inspect and decompress "
-    "runs the entropy decoder and Dequantize before OnnxVAEDecode fails with MissingComponentError"))
 @pytest.mark.parametrize("version", [1, 2])
 def test_quantizer_input_recorded_in_the_stream_must_match_the_pipeline(
         synthetic_model: ModelSpec, version: int, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -85,6 +85,8 @@ class Geometry:
     height: int
     width: int
     bands: tuple[Band, ...] = ()
+    #: Name of the component the stages so far produce ("" for the source pixels).
+    source: str = ""
 
 
 def geometry_check(geom: Geometry) -> int:
@@ -298,13 +300,18 @@ def _read_providers(body: bytes | None) -> Providers:
 
 
 # -- writing -----------------------------------------------------------------------------------
+#: Layout byte of RGB 8-bit images (channels - 1, plus 4 for 16 bits), which is never written.
+_RGB8 = 2
+
+
 def _image_header(height: int, width: int, channels: int, bit_depth: int) -> bytes:
     """Height, width, then a layout byte (channels - 1, plus 4 for 16 bits) unless RGB, 8 bits."""
     w = ByteWriter()
     w.varint(height)
     w.varint(width)
-    if (channels, bit_depth) != (3, 8):
-        w.u8((channels - 1) | (4 if bit_depth == 16 else 0))
+    layout = (channels - 1) | (4 if bit_depth == 16 else 0)
+    if layout != _RGB8:
+        w.u8(layout)
     return bytes(w.buf)
 
 
@@ -425,7 +432,11 @@ def _read_v2(data: bytes, config: Config, max_pixels: int) -> ImageStream:
     sections = unpack_container(data)
     r = ByteReader(sections.require("image"), "image section")
     height, width = r.varint(1 << 31), r.varint(1 << 31)
-    layout = r.u8() if r.remaining() else 2
+    layout = _RGB8
+    if r.remaining():
+        layout = r.u8()
+        if layout == _RGB8:  # one encoding per layout: the default is never written
+            raise BitstreamError("image section: the RGB 8-bit layout byte must be omitted")
     r.end()
     check_image_size(height, width, max_pixels)
     if layout > 7:

@@ -9,6 +9,7 @@ the same before and after it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -109,9 +110,9 @@ class Hadamard4(System):
         return Hadamard4(mode=_opposite(self.mode))
 
     def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
-        if geom.channels != 4:
-            raise BitstreamError(f"Hadamard4 rotates 4 channels, the stream has {geom.channels} here")
-        return geom
+        if geom.channels != 4 or geom.source != "Latent4":
+            raise BitstreamError(f"Hadamard4 rotates a 4-channel latent, the stream has {geom.channels} channels here")
+        return replace(geom, source="YUVW4")
 
     def run(self, world: World, eids: Sequence[int]) -> None:
         src_type, dst_type = self._io()

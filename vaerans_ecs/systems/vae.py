@@ -303,10 +303,10 @@ class OnnxVAEEncode(_VAESystem):
 
     def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
         spec = registered_model(self.model, config=ctx.config)
-        if geom.channels != 3:
-            raise BitstreamError(f"model {spec.name!r} encodes RGB images, the stream codes {geom.channels} channels")
+        if geom.channels != 3 or ctx.bit_depth != 8 or geom.source:
+            raise BitstreamError(f"model {spec.name!r} encodes 8-bit RGB images, not this stream's input")
         s = spec.stride
-        return Geometry(spec.latent_channels, -(-geom.height // s), -(-geom.width // s))
+        return Geometry(spec.latent_channels, -(-geom.height // s), -(-geom.width // s), source="Latent4")
 
     def load_stream_data(self, world: World, eid: int, data: bytes | None, ctx: StreamContext) -> None:
         spec = registered_model(self.model, config=ctx.config)

@@ -52,7 +52,7 @@ from vaerans_ecs.components.latent import YUVW4
 from vaerans_ecs.components.wavelet import Band, WaveletPyr
 from vaerans_ecs.core.batching import group_by_key, parse_mode, stacked_view
 from vaerans_ecs.core.system import Mode, StageKind, System, register_system
-from vaerans_ecs.errors import ConfigError, VaeransError
+from vaerans_ecs.errors import BitstreamError, ConfigError, VaeransError
 
 if TYPE_CHECKING:
     from vaerans_ecs.core.stream import Geometry, StreamContext
@@ -549,7 +549,9 @@ class _WaveletSystem(System):
         return type(self)(levels=self.levels, mode=opposite)
 
     def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
-        return replace(geom, bands=band_layout(geom.height, geom.width, self.levels))
+        if geom.source not in ("YUVW4", "Latent4") or geom.bands:
+            raise BitstreamError(f"{self.name} transforms a latent, not this stream's {geom.source or 'pixels'}")
+        return replace(geom, bands=band_layout(geom.height, geom.width, self.levels), source="WaveletPyr")
 
     def run(self, world: World, eids: Sequence[int]) -> None:
         if self.mode is Mode.FORWARD:

@@ -71,6 +71,18 @@ def _layout(geom: Geometry) -> tuple[Band, ...]:
     return geom.bands or (Band(name="LL0", level=0, h=geom.height, w=geom.width, offset=0),)
 
 
+def _read_params(data: bytes | None, ctx: StreamContext) -> QuantParams:
+    """The side information, checked against what the pipeline before the quantizer gives."""
+    if data is None:
+        raise BitstreamError("the stream lacks the quantizer's side information")
+    params = unpack_quant_params(data, ctx.geometry.channels, _layout(ctx.geometry))
+    if params.source != ctx.geometry.source:
+        raise BitstreamError(
+            f"the quantizer's side information says it read {params.source}, its pipeline gives {ctx.geometry.source}"
+        )
+    return params
+
+
 @register_system
 class QuantizeU8(System):
     """Per-band uint8 quantizer: WaveletPyr / YUVW4 / Latent4 -> SymbolsU8 + QuantParams."""
@@ -135,12 +147,15 @@ class QuantizeU8(System):
         return pack_quant_params(params, sym.ref.shape[0], sym.bands, self.base_step, band_weights=self.band_weights)
 
     def load_stream_data(self, world: World, eid: int, data: bytes | None, ctx: StreamContext) -> None:
-        if data is None:
-            raise BitstreamError("the stream lacks the quantizer's side information")
-        world.add_component(eid, unpack_quant_params(data, ctx.geometry.channels, _layout(ctx.geometry)))
+        world.add_component(eid, _read_params(data, ctx))
+
+    def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
+        if geom.source not in SOURCES:
+            raise BitstreamError(f"QuantizeU8 quantizes a latent or its wavelet bands, not {geom.source or 'pixels'}")
+        return geom
 
     def stream_settings(self, data: bytes | None, ctx: StreamContext) -> dict[str, Any]:
-        params = unpack_quant_params(data or b"", ctx.geometry.channels, _layout(ctx.geometry))
+        params = _read_params(data, ctx)
         return {
             "stage": self.name,
             "step": base_step_of(data or b""),

@@ -139,8 +139,8 @@ class _LayerCoder(System):
         return {**super().stream_settings(data, ctx), "bytes": len(data or b"")}
 
     def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
-        if geom.bands:
-            raise BitstreamError(f"{self.name} codes pixels, not wavelet bands")
+        if geom.bands or geom.source:
+            raise BitstreamError(f"{self.name} codes pixels, not this stream's {geom.source}")
         return geom
 
 
