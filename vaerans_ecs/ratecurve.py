@@ -2,7 +2,7 @@
 
 A built-in model may ship ``rd.json`` beside its ONNX files: mean bits per pixel and PSNR of the
 project's own compress/decompress at a grid of quantizer steps, measured on photos the model was
-not trained on (``python models/train.py curve``). With several such models, ``model="default"``
+not trained on (``python -m vaerans_ecs.training curve``). With several such models, ``model="default"``
 picks per request (see :func:`choose`):
 
 * ``target_bpp``: the model whose curve has the highest PSNR at that rate (rate control then

@@ -1,6 +1,6 @@
 """Measure rate curves (``rd.json``) with the project's own coders, on held-out training photos.
 
-``python models/train.py curve --model models/vae-f8c4`` runs :func:`measure_curve` on the photos
+``python -m vaerans_ecs.training curve --model models/vae-f8c4`` runs :func:`measure_curve` on the photos
 the trainer held out (the last ``--holdout`` of the training folder, never Kodak) and writes the
 curve that :func:`vaerans_ecs.models.choose_model` uses to pick between built-in models.
 ``python -m vaerans_ecs.eval.curve transform`` measures the transform coder's curve on the same

@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from vaerans_ecs.components.base import Component
 from vaerans_ecs.components.image import RGB, BlurRGB, ReconRGB
@@ -178,6 +177,8 @@ def _ssim_cs(x: F32, y: F32, data_range: float) -> tuple[F64, F64]:
     np.multiply(x, x, out=stats[2 * c : 3 * c])
     np.multiply(y, y, out=stats[3 * c : 4 * c])
     np.multiply(x, y, out=stats[4 * c :])
+    from scipy import ndimage  # here, not at import: the codec path never needs scipy
+
     tmp = ndimage.correlate1d(stats, win, axis=1, mode="constant")[:, r : h - r]
     out = ndimage.correlate1d(tmp, win, axis=2, mode="constant")[:, :, r : w - r]
     mu1, mu2, exx, eyy, exy = (out[i * c : (i + 1) * c] for i in range(5))
@@ -305,6 +306,8 @@ class GaussianBlur(System):
             out = world.view(ref)
             out[...] = img
             if self.sigma > 0:
+                from scipy import ndimage
+
                 ndimage.gaussian_filter(out, sigma=(self.sigma, self.sigma, 0.0), mode="reflect", output=out)
             world.add_component(eid, BlurRGB(ref=ref, sigma=self.sigma))
 

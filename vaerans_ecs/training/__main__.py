@@ -1,12 +1,12 @@
-"""CLI for training and exporting the codec's VAE.
+"""CLI for training and exporting the codec's VAE (``pip install ".[train]"``; it was models/train.py).
 
-    python models/train.py train --data ../shared/data/train --stride 4 --out runs/vae-f4c4 --steps N --seed 0
-    python models/train.py train --out runs/vae-f4c4 --resume [--steps N]
-    python models/train.py train --out runs/big --init-from runs/vae-f4c4/last.pt \\
+    python -m vaerans_ecs.training train --data ../shared/data/train --stride 4 --out runs/vae-f4c4 --steps N --seed 0
+    python -m vaerans_ecs.training train --out runs/vae-f4c4 --resume [--steps N]
+    python -m vaerans_ecs.training train --out runs/big --init-from runs/vae-f4c4/last.pt \\
         --enc-blocks 2 --dec-blocks 2 --tail-blocks 1
         # a fresh run from another checkpoint, grown by residual blocks that start as the identity
-    python models/train.py export --ckpt runs/vae-f4c4/last.pt --out models/vae-f4c4/
-    python models/train.py curve --model models/vae-f4c4   # rd.json on the held-out photos
+    python -m vaerans_ecs.training export --ckpt runs/vae-f4c4/last.pt --out models/vae-f4c4/
+    python -m vaerans_ecs.training curve --model models/vae-f4c4   # rd.json on the held-out photos
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ import argparse
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from vaerans_ecs.training.export import export_checkpoint  # noqa: E402
-from vaerans_ecs.training.train import TrainConfig, load_checkpoint, train  # noqa: E402
+from vaerans_ecs.training.export import export_checkpoint
+from vaerans_ecs.training.train import TrainConfig, load_checkpoint, train
 
 
 def _int_list(text: str) -> list[int]:
@@ -40,7 +37,7 @@ def _write_curve(folder: Path, data: Path, holdout: int, argv: list[str] | None)
     images = load_images(data)[-holdout:]
     spec = get_model(str(folder.resolve()))
     points = measure_curve(spec.name, [img for _, img in images])
-    command = "python models/train.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m vaerans_ecs.training " + " ".join(sys.argv[1:] if argv is None else argv)
     save_curve(
         folder / CURVE_FILE, points, model=folder.name, fingerprint=spec.fingerprint, command=command,
         coder=get_config().codec.coder, images=[name for name, _ in images],
@@ -74,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--step-max", type=float, default=None)
     cu = sub.add_parser("curve", help="measure a model folder's rate curve (rd.json) on held-out photos")
     cu.add_argument("--model", required=True, help="model folder (encoder.onnx, decoder.onnx)")
-    cu.add_argument("--data", default=str(REPO / TrainConfig.data), help="the training folder")
+    cu.add_argument("--data", default=TrainConfig.data, help="the training folder (relative to the working directory)")
     cu.add_argument("--holdout", type=int, default=TrainConfig.holdout, help="its last N photos are used")
     args = parser.parse_args(argv)
 
@@ -83,12 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(given.get("out", TrainConfig.out))
         if args.resume and (out / "last.pt").exists():
             # Options not given again on the command line come from the checkpoint.
-            saved = dict(load_checkpoint(out / "last.pt")["train_config"])  # type: ignore[arg-type]
+            saved: dict[str, Any] = dict(load_checkpoint(out / "last.pt")["train_config"])  # type: ignore[call-overload]
             saved["lr_drops"] = tuple(saved["lr_drops"])
             given = {**saved, **given}
-        if "data" not in given:
-            given["data"] = str(REPO / TrainConfig.data)
-        cfg = TrainConfig(**given)
+        cfg = TrainConfig(**given)  # paths relative to the working directory: run from the repository root
         if Path(cfg.data).resolve().name == "kodak":
             parser.error("refusing to train on the Kodak evaluation set")
         train(cfg, resume=args.resume)
