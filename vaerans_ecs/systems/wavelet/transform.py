@@ -41,16 +41,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from vaerans_ecs.components.wavelet import Band
 from vaerans_ecs.errors import VaeransError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "MAX_LEVELS",
