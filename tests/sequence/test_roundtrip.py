@@ -39,9 +39,11 @@ def test_lossy_round_trip_and_random_access(pan: list[U8]) -> None:
     info = inspect_sequence(data)
     assert info.frames == 12 and info.gops == [(0, 5), (5, 5), (10, 2)]
     assert sum(info.frame_bytes) < len(data)
-    # inter frames hold the keyframes' quality and cost a fraction of them
-    key_psnr = psnr(pan[0], frames[0])
-    assert min(psnr(a, b) for a, b in zip(pan, frames, strict=True)) > key_psnr - 2.0
+    # inter frames hold their keyframe's quality (once rate control has learned the content, from
+    # the second GOP on) and cost a fraction of it
+    quality = [psnr(a, b) for a, b in zip(pan, frames, strict=True)]
+    assert min(quality) > quality[0] - 2.5
+    assert min(quality[5:10]) > quality[5] - 1.0
     inter = [s for s, key in zip(info.frame_bytes, info.keyframes, strict=True) if not key]
     assert max(inter) < info.frame_bytes[0]
 
@@ -82,7 +84,8 @@ def test_max_error_bound_holds(k: int) -> None:
 def test_no_drift_over_a_48_frame_gop() -> None:
     frames = moving_frames(48, 40, 48, step=(1, 1), seed=5)
     stages = [BlockMotion(), MotionCompensate(), TransformResidual(levels=2)]
-    data = compress_sequence(frames, gop=48, control=FixedStep(fixed=20.0, quality=90), stages=stages)
+    # the keyframe at the inter frames' settings: the same coder and step
+    data = compress_sequence(frames, gop=48, control=FixedStep(fixed=20.0), stages=stages, keyframes="intra")
     assert inspect_sequence(data).keyframes == (True,) + (False,) * 47
     out = list(decompress_sequence(data))
     first, last = psnr(frames[1], out[1]), psnr(frames[47], out[47])

@@ -4,7 +4,7 @@ Every clip (a folder of frames, or a video file) is coded at every setting of ev
 
 ``vaerans-seq``
     :func:`vaerans_ecs.sequence.compress_sequence` at ``quality`` (options: ``:gop=N``,
-    ``:model=M``), decoded with :func:`~vaerans_ecs.sequence.decompress_sequence`;
+    ``:model=M``, ``:keyframes=intra``), decoded with :func:`~vaerans_ecs.sequence.decompress_sequence`;
 ``vaerans``
     all-intra: :func:`vaerans_ecs.compress` of every frame at the same ``quality``;
 ``x264`` / ``x265`` / ``svtav1``
@@ -126,7 +126,7 @@ def _run_seq(clip: Clip, q: float, opts: dict[str, str]) -> Point:
 
     t0 = time.perf_counter()
     writer = SequenceWriter(quality=q, gop=int(opts.get("gop", 64)), model=opts.get("model", "default"),
-                            fps=(clip.fps.numerator, clip.fps.denominator))
+                            keyframes=opts.get("keyframes", "image"), fps=(clip.fps.numerator, clip.fps.denominator))
     with writer:
         for frame in clip.frames:
             writer.write(frame)

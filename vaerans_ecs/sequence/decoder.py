@@ -25,7 +25,7 @@ from vaerans_ecs.core.stream import Geometry, StreamContext, read_stage
 from vaerans_ecs.core.system import System
 from vaerans_ecs.errors import BitstreamError, VaeransError
 from vaerans_ecs.sequence import format as fmt
-from vaerans_ecs.sequence.encoder import frame_world
+from vaerans_ecs.sequence.encoder import collect_timings, frame_world
 from vaerans_ecs.systems.motion.components import FrameMeta, MotionField, Reference
 from vaerans_ecs.systems.motion.stages import ROLES, PriorMotion, role_of
 
@@ -97,6 +97,8 @@ class SequenceReader:
         self._warned = False
         #: Frames decoded so far by this reader (random access decodes from the keyframe only).
         self.decoded = 0
+        #: Seconds spent in each stage (by system name) over all frames decoded, for benchmarks.
+        self.timings: dict[str, float] = {}
 
     @property
     def seekable(self) -> bool:
@@ -224,8 +226,6 @@ class SequenceReader:
     def _decode_image(self, rest: bytes, number: int) -> U8:
         from vaerans_ecs.api import decompress, inspect
 
-        if self.header.mode is not fmt.Mode.LOSSY:
-            raise BitstreamError(f"frame {number}: an image keyframe in a lossless sequence")
         stream = pack_container(read_sections(rest, what=f"frame {number}"))
         info = inspect(stream, max_pixels=self.max_pixels, config=self.config)
         if (info.height, info.width) != (self.header.height, self.header.width):
@@ -265,5 +265,5 @@ class SequenceReader:
         recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), copy=True)
         field = (np.array(world.view(world.get_component(eid, MotionField).ref), copy=True)
                  if world.has_component(eid, MotionField) else None)
-        world.clear()
+        collect_timings(world, self.timings)
         return recon, field

@@ -1,9 +1,9 @@
 """Sequence encoder: frames in, one stream out, a frame at a time (memory independent of length).
 
 Each frame is an entity of a private World. A keyframe (the first frame, one every ``gop``
-frames, or a scene cut) goes through the image pipeline (:func:`vaerans_ecs.api.encode_entities`)
-in the lossy mode (or, on request, through :class:`TransformResidual` alone), or through
-:class:`PixelResidual` alone in the lossless modes. An inter frame
+frames, or a scene cut) goes through the image pipeline (:func:`vaerans_ecs.compress` in the
+sequence's mode: lossy, lossless or within ``max_error``), or on request through the sequence's
+residual coder alone. An inter frame
 goes through the sequence stages (motion search, compensation, residual coding) against the
 decoded previous frame, which the residual stage rebuilds exactly as the decoder will (closed
 loop). Rate control picks each frame's settings and learns from what it cost.
@@ -43,7 +43,7 @@ from vaerans_ecs.systems.motion.stages import (
     TransformResidual,
 )
 
-__all__ = ["DEFAULT_GOP", "SequenceWriter", "compress_sequence", "default_stages"]
+__all__ = ["DEFAULT_GOP", "SequenceWriter", "collect_timings", "compress_sequence", "default_stages", "frame_world"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,13 @@ def frame_world(header: fmt.Header, config: Config) -> World:
     return World(Arena(first, max(first, config.arena.max_capacity_mb << 20)), config=config)
 
 
+def collect_timings(world: World, timings: dict[str, float]) -> None:
+    """Add the world's stage timings to ``timings`` and clear the world for the next frame."""
+    for name, _, seconds in world.timings:
+        timings[name] = timings.get(name, 0.0) + seconds
+    world.clear()
+
+
 def _mse(a: U8, b: U8) -> float:
     d = a.astype(np.int32) - b.astype(np.int32)
     return float(np.mean(d * d))
@@ -86,8 +93,9 @@ class SequenceWriter:
     frames at the same error), ``target_bpp`` (average bits per pixel), ``lossless=True`` or
     ``max_error=k`` (every pixel within k) picks the mode; the default is the configured quality.
     ``stages`` replaces the inter stages, ``control`` the rate controller, ``scene_cut`` the cut
-    detector (True: the default :class:`SceneCut`; False: no detection). ``keyframes="transform"``
-    codes lossy keyframes with :class:`TransformResidual` alone instead of the image pipeline.
+    detector (True: the default :class:`SceneCut`; False: no detection). Keyframes go through
+    :func:`vaerans_ecs.compress` (``keyframes="image"``), or with ``keyframes="intra"`` through
+    the sequence's residual coder alone (:class:`TransformResidual` or :class:`PixelResidual`).
     """
 
     def __init__(
@@ -120,8 +128,8 @@ class SequenceWriter:
         self.gop = gop
         self.fps = fps or (0, 0)
         self.model = model
-        if keyframes not in ("image", "transform"):
-            raise VaeransError(f"keyframes must be 'image' or 'transform', got {keyframes!r}")
+        if keyframes not in ("image", "intra"):
+            raise VaeransError(f"keyframes must be 'image' or 'intra', got {keyframes!r}")
         self.key_coder = keyframes
         self.stages = list(stages) if stages is not None else default_stages(self.mode, max_error)
         if control is None:
@@ -144,6 +152,8 @@ class SequenceWriter:
         self.closed = False
         #: Squared error of every frame written (the encoder knows it; a few bytes a frame).
         self.mse = array("d")
+        #: Seconds spent in each stage (by system name) over all frames, for benchmarks.
+        self.timings: dict[str, float] = {}
 
     # -- context manager ------------------------------------------------------------------------
     def __enter__(self) -> SequenceWriter:
@@ -181,7 +191,7 @@ class SequenceWriter:
                                f"{self._header.width}x{self._header.height}")
         world = self._world
         assert world is not None
-        world.clear()
+        collect_timings(world, self.timings)
         number = len(self._index)
         eid = world.spawn(RGB(ref=world.arena.copy_in(img)), FrameMeta(number=number, height=img.shape[0],
                                                                           width=img.shape[1]))
@@ -195,7 +205,7 @@ class SequenceWriter:
                 if key:
                     log.info("frame %d: scene cut (score %.2f), new keyframe", number,
                              world.get_component(eid, CutScore).score)
-        image = key and self.mode is fmt.Mode.LOSSY and self.key_coder == "image"
+        image = key and self.key_coder == "image"
         if key:
             body, recon = self._keyframe(world, eid)
             step = None
@@ -212,17 +222,22 @@ class SequenceWriter:
         self._reference = np.array(recon, copy=True)
 
     def _keyframe(self, world: World, eid: int) -> tuple[bytes, U8]:
-        """A keyframe's sections: an image stream's (lossy) or a PixelResidual intra frame's."""
+        """A keyframe's sections (an image stream's, or an intra-coded residual stage's) and its decoding."""
         self._prior = None
-        if self.mode is fmt.Mode.LOSSY and self.key_coder == "image":
-            from vaerans_ecs.api import decode_streams, encode_entities
+        if self.key_coder == "image":
+            from vaerans_ecs.api import compress, decompress
 
-            key_eid = world.spawn(RGB(ref=world.get_component(eid, RGB).ref))
-            rate = self.control.keyframe()
-            stream = encode_entities(world, [key_eid], quality=rate.get("quality"), target_bpp=rate.get("target_bpp"),
-                                     model=self.model, config=self.config)[0]
-            dec = decode_streams(world, [stream])[0]
-            recon = np.array(world.view(world.get_component(dec, ReconRGB).ref), copy=True)
+            img = world.view(world.get_component(eid, RGB).ref)
+            if self.mode is fmt.Mode.LOSSY:
+                rate = self.control.keyframe()
+                stream = compress(img, rate.get("quality"), self.model, target_bpp=rate.get("target_bpp"),
+                                  config=self.config)
+            else:
+                stream = compress(img, lossless=self.mode is fmt.Mode.LOSSLESS, max_error=self.max_error or None,
+                                  config=self.config)
+            # lossless keyframes decode to the source by the image coder's guarantee
+            recon = np.array(img if self.mode is fmt.Mode.LOSSLESS else decompress(stream, config=self.config),
+                             copy=True)
             return pack_sections(unpack_container(stream)), recon
         stage: System = PixelResidual(max_error=self.max_error)
         if self.mode is fmt.Mode.LOSSY:
@@ -269,7 +284,7 @@ class SequenceWriter:
         self._writer.close()
         self.closed = True
         if self._world is not None:
-            self._world.clear()
+            collect_timings(self._world, self.timings)
         if self._own:
             self._out.close()
 

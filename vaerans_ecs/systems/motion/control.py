@@ -111,12 +111,13 @@ def quality_step(quality: float) -> float:
     return float(np.clip(2.0 * 2.0 ** ((100.0 - quality) / 12.5), MIN_STEP, MAX_INTER_STEP))
 
 
-def _mse_step(mse: float) -> float:
-    """The transform coder's step that gives about ``mse`` on a motion-compensated residual.
+#: Inter-frame error model: mse ~ k * step ** EXPONENT (k ~ 0.13 on foreman's first frames; learned).
+EXPONENT = 1.36
 
-    Fitted once on synthetic pans over the training photos: mse ~ 0.13 * step ** 1.36.
-    """
-    return float(np.clip((max(mse, 1e-3) / 0.13) ** (1 / 1.36), MIN_STEP, MAX_INTER_STEP))
+
+def _mse_step(mse: float, k: float = 0.13) -> float:
+    """The transform coder's step that gives about ``mse`` on a motion-compensated residual."""
+    return float(np.clip((max(mse, 1e-3) / k) ** (1 / EXPONENT), MIN_STEP, MAX_INTER_STEP))
 
 
 class RateControl(System):
@@ -155,19 +156,21 @@ class RateControl(System):
 class ConstantQuality(RateControl):
     """Keyframes at image ``quality``; inter frames at the step that keeps their error at the keyframe's.
 
-    ``ratio`` scales the target error of inter frames relative to their keyframe's MSE; the step
-    follows the error each frame actually gets (damped by ``gain``), so the quality holds across
-    the GOP whatever the content does.
+    ``ratio`` scales the target error of inter frames relative to their keyframe's MSE. The step
+    comes from the model ``mse = k * step ** 1.36`` whose ``k`` is learned from every inter frame
+    (a geometric running mean with weight ``gain`` for the newest), so the quality holds across
+    the GOP whatever the content does, and the next GOP starts from what this one learned.
     """
 
     name: ClassVar[str] = "ConstantQuality"
     config_fields: ClassVar[tuple[str, ...]] = ("quality", "ratio", "gain")
 
-    def __init__(self, quality: float = 75.0, ratio: float = 1.0, gain: float = 0.5) -> None:
+    def __init__(self, quality: float = 75.0, ratio: float = 1.0, gain: float = 0.8) -> None:
         if not isinstance(quality, int | float) or not 1 <= quality <= 100:
             raise ConfigError(f"quality must be in [1, 100], got {quality!r}")
         self.quality, self.ratio, self.gain = float(quality), float(ratio), float(gain)
         self.target: float | None = None
+        self.log_k = math.log(0.13)
         self.log_step = math.log(_mse_step(20.0))
 
     def keyframe(self) -> dict[str, float]:
@@ -179,10 +182,11 @@ class ConstantQuality(RateControl):
     def update(self, stats: FrameStats) -> None:
         if stats.key:
             self.target = max(stats.mse, 1e-3) * self.ratio
-            self.log_step = math.log(_mse_step(self.target))
-        elif self.target is not None and stats.step is not None:
-            err = math.log(self.target) - math.log(max(stats.mse, 1e-3))
-            self.log_step = math.log(stats.step) + self.gain * err / 1.36
+        elif stats.step is not None:
+            observed = math.log(max(stats.mse, 1e-3)) - EXPONENT * math.log(stats.step)
+            self.log_k += self.gain * (observed - self.log_k)
+        if self.target is not None:
+            self.log_step = math.log(_mse_step(self.target, math.exp(self.log_k)))
 
 
 @register_system
