@@ -34,6 +34,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
+from vaerans_ecs import cli_sequence
 from vaerans_ecs.cli_files import (
     EXIT_FAILED,
     EXIT_OK,
@@ -147,6 +148,7 @@ def _build_parser() -> _Parser:
     rate.add_argument("--max-error", type=_max_error, metavar="K", help="every pixel and channel within K (1..16)")
     p.add_argument("--model", default="default", metavar="NAME", help="model name or folder (see 'vaerans models')")
     p.add_argument("-f", "--force", action="store_true", help="replace existing files (never inputs)")
+    cli_sequence.add_compress_arguments(p)
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser(
@@ -242,6 +244,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from vaerans_ecs import api
     from vaerans_ecs.models import get_model
 
+    if args.sequence:
+        return cli_sequence.compress_command(args)
     outputs = plan_outputs(args, ".vae")
     try:
         get_model(args.model)  # an unknown model fails before any file is read
@@ -265,6 +269,9 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     from vaerans_ecs.fileio import pillow_save_format
     from vaerans_ecs.imaging import encode_image, is_lossy_format
 
+    status = cli_sequence.decompress_sequences(args)
+    if status is not None:
+        return status
     try:
         default_fmt, ext = pillow_save_format(args.format or "png")
     except VaeransError as exc:
@@ -346,7 +353,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     described = []
     for name in args.files:
         try:
-            described.append(_describe(name, read_input(name)))
+            is_seq = cli_sequence.is_sequence_file(name)
+            described.append(cli_sequence.describe(name) if is_seq else _describe(name, read_input(name)))
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -356,6 +364,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return report.status
     for d in described:
+        if d.get("kind") == "sequence":
+            cli_sequence.print_description(d)
+            continue
         print(d["file"])
         print(f"  image     {d['width']} x {d['height']} ({d['width'] * d['height']} pixels)")
         print(f"  size      {d['total_bytes']} bytes, {d['bpp']:.4f} bpp")

@@ -8,6 +8,7 @@ keyframe at or before the wanted frame in the index and decodes from there only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
 from collections.abc import Iterator, Sequence
@@ -80,6 +81,12 @@ class SequenceReader:
                 raise BitstreamError("not a sequence stream (it does not start with a sequence header)")
             self.header = fmt.read_header(first[1], self.max_pixels)
             second = self._reader.next()
+            #: How the source named its frames (a checked pattern), when the stream says.
+            self.names: str | None = None
+            if second is not None and second[0] == fmt.section_code("frame-names"):
+                with contextlib.suppress(UnicodeDecodeError):  # ancillary: a bad one is ignored
+                    self.names = fmt.check_names(second[1].decode())
+                second = self._reader.next()
             if second is None or second[0] != fmt.section_code("pipeline"):
                 raise BitstreamError("sequence stream lacks its pipeline section")
             self.stages = read_pipeline(second[1])

@@ -92,6 +92,7 @@ class SequenceWriter:
     the bytes. Exactly one of ``quality`` (1..100, keyframes at that image quality and inter
     frames at the same error), ``target_bpp`` (average bits per pixel), ``lossless=True`` or
     ``max_error=k`` (every pixel within k) picks the mode; the default is the configured quality.
+    ``names`` (e.g. ``"frame_{:04d}.png"``) records how the source named its frames.
     ``stages`` replaces the inter stages, ``control`` the rate controller, ``scene_cut`` the cut
     detector (True: the default :class:`SceneCut`; False: no detection). Keyframes go through
     :func:`vaerans_ecs.compress` (``keyframes="image"``), or with ``keyframes="intra"`` through
@@ -113,6 +114,7 @@ class SequenceWriter:
         scene_cut: SceneCut | bool = True,
         model: str = "default",
         keyframes: str = "image",
+        names: str | None = None,
         config: Config | None = None,
     ) -> None:
         self.config = config or get_config()
@@ -131,6 +133,9 @@ class SequenceWriter:
         if keyframes not in ("image", "intra"):
             raise VaeransError(f"keyframes must be 'image' or 'intra', got {keyframes!r}")
         self.key_coder = keyframes
+        if names is not None and fmt.check_names(names) is None:
+            raise VaeransError(f"frame names {names!r}: give a pattern like 'frame_{{:04d}}.png' (no folders)")
+        self.names = names
         self.stages = list(stages) if stages is not None else default_stages(self.mode, max_error)
         if control is None:
             control = TargetRate(bpp=target_bpp) if target_bpp is not None else ConstantQuality(
@@ -174,6 +179,8 @@ class SequenceWriter:
         self._header = fmt.Header(h, w, c, self.mode, self.max_error, self.gop, *self.fps)
         self._writer = ContainerWriter(self._out)
         self._writer.section("sequence", fmt.pack_header(self._header))
+        if self.names:
+            self._writer.section("frame-names", self.names.encode())
         self._writer.section("pipeline", pack_pipeline(self.stages))
         self._first = self._writer.tell()
         self._world = frame_world(self._header, self.config)

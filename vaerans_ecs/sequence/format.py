@@ -3,6 +3,7 @@
 Top-level sections, in order::
 
     sequence      0x10  critical   header: format, size, coding mode, GOP, frame rate
+    frame-names   0x92  ancillary  optional: how the source named its frames ('frame_{:04d}.png')
     pipeline      0x02  critical   the inter frames' stages (write_stage records), once
     frame         0x11  critical   one per frame (repeatable); its body is a section list:
         frame-info 0x14            flags (key, image), frame number, CRC-32 of the rest of the
@@ -23,6 +24,7 @@ is decoding (the container's CRC covers the whole stream and is checked at its e
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -60,6 +62,15 @@ register_section(0x11, "frame", "sequence: one frame (a nested section list)", r
 register_section(0x14, "frame-info", "sequence: a frame's number, kind and checks")
 register_section(ANCILLARY | 0x10, "frame-index", "sequence: frame sizes and keyframes, for random access")
 register_section(ANCILLARY | 0x11, "index-locator", "sequence: the offset of the frame index")
+register_section(ANCILLARY | 0x12, "frame-names", "sequence: how the source named its frames ('frame_{:04d}.png')")
+
+#: What a frame-name pattern may look like: safe file-name characters around one integer field.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{0,100}\{:0?[1-9]?d\}[A-Za-z0-9._-]{0,100}\.png")
+
+
+def check_names(pattern: str) -> str | None:
+    """``pattern`` when it is a safe frame-name pattern (no folders, one integer field), else None."""
+    return pattern if NAME_PATTERN.fullmatch(pattern) and ".." not in pattern else None
 
 
 def section_code(name: str) -> int:
