@@ -110,7 +110,7 @@ class JobConfig(_Section):
 
     inputs: list[str] | str
     output_dir: Path
-    operation: Literal["compress", "decompress", "roundtrip-eval"] = "compress"
+    operation: Literal["compress", "decompress", "roundtrip-eval", "compress-sequence"] = "compress"
     quality: float | None = Field(None, ge=1.0, le=100.0)
     target_bpp: float | None = Field(None, gt=0)
     model: str | None = None

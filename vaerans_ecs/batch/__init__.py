@@ -43,7 +43,8 @@ SIGKILLs itself right after its N-th output is in place (to test resuming).
 
 Operations: ``compress`` (image -> ``.vae``), ``decompress`` (``.vae`` -> image in
 ``output_format``), ``roundtrip-eval`` (image -> ``.vae`` written, decoded again in memory, PSNR
-against the input recorded). Images are read with Pillow (first frame, EXIF orientation applied)
+against the input recorded), ``compress-sequence`` (each video file, and the image files of each
+folder, -> one sequence stream: :mod:`.sequences`). Images are read with Pillow (first frame, EXIF orientation applied)
 and converted by the rules of :mod:`vaerans_ecs.imaging`.
 """
 

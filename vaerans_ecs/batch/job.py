@@ -38,6 +38,8 @@ from vaerans_ecs.batch.plan import Item, plan_items
 from vaerans_ecs.batch.progress import Progress
 from vaerans_ecs.batch.report import REPORT_KEY, FileResult, JobReport
 from vaerans_ecs.batch.runners import drive, make_runner
+from vaerans_ecs.batch.sequences import OPERATION as SEQUENCE_OPERATION
+from vaerans_ecs.batch.sequences import group_sequences, source_stat
 from vaerans_ecs.batch.worker import Task, TaskResult, WorkerSetup, choose_job_model
 from vaerans_ecs.config import Config, JobConfig, get_config
 from vaerans_ecs.errors import ConfigError, VaeransError
@@ -189,6 +191,7 @@ class Job:
         self.results: dict[int, FileResult] = {}
         self.modes: dict[int, Mode] = {}
         self.stats: dict[int, tuple[int, int]] = {}
+        self.frames: dict[Path, tuple[str, ...]] = {}  # compress-sequence: the frames of each folder
         self.report_mode: Mode | None = None  # None: the report may not be written
         self._started = time.monotonic()
         self._done_now = 0
@@ -223,6 +226,9 @@ class Job:
     def _prepare(self) -> None:
         """Inputs, the report's fate, the journal, and the plan: what to do with every input."""
         found, self.report.unmatched = expand_inputs(self.job.inputs)
+        if self.job.operation == SEQUENCE_OPERATION:
+            found, frames = group_sequences(found)
+            self.frames = {resolved(folder): names for folder, names in frames.items()}
         for pattern in self.report.unmatched:
             log.warning("job input %s matched no file", pattern)
         self._check_report({resolved(f.path) for f in found})
@@ -275,14 +281,19 @@ class Job:
     def _fresh(self, record: ManifestRecord, src: Path) -> bool:
         """Whether ``record`` is what this job would write now from the input ``src``."""
         try:
-            st = src.stat()
+            stat = self._stat(src)
         except OSError:
             return False
-        return (
-            record.params == self.params_key
-            and record.input == str(src)
-            and (record.input_size, record.input_mtime_ns) == (st.st_size, st.st_mtime_ns)
-        )
+        return record.params == self.params_key and record.input == str(src) and (
+            record.input_size, record.input_mtime_ns) == stat
+
+    def _stat(self, src: Path) -> tuple[int, int]:
+        """(size, mtime in ns) of an input: a file's, or the total and newest of a folder's frames."""
+        frames = self.frames.get(src, ())
+        if frames or self.job.operation == SEQUENCE_OPERATION:
+            return source_stat(src, frames)
+        st = src.stat()
+        return st.st_size, st.st_mtime_ns
 
     def _classify(self, item: Item) -> None:
         """Skip, fail, or schedule ``item`` with the way its output may be published."""
@@ -291,19 +302,19 @@ class Job:
             return
         src = resolved(item.input)
         try:
-            st = src.stat()
+            self.stats[item.index] = self._stat(src)
         except OSError as exc:
             self._fail(item, f"cannot read: {exc.strerror or exc}")
             return
-        self.stats[item.index] = (st.st_size, st.st_mtime_ns)
+        size = self.stats[item.index][0]
         record = self.manifest.owned(item.rel)
         if record is not None and self._fresh(record, src):
             self.results[item.index] = FileResult(
-                str(item.input), str(item.output), "skipped", st.st_size, record.size, record.width,
+                str(item.input), str(item.output), "skipped", size, record.size, record.width,
                 record.height, record.bpp, record.psnr, record.seconds,
             )
         elif item.output.is_dir():
-            self._fail(item, f"its output {item.output} is a folder", size=st.st_size)
+            self._fail(item, f"its output {item.output} is a folder", size=size)
         elif record is not None:
             self.modes[item.index] = "ours"
         elif os.path.lexists(item.output):
@@ -358,12 +369,16 @@ class Job:
     def task_for(self, key: int) -> Task | None:
         """The task of item ``key``: its input's bytes and the job's settings."""
         item = self.items[key]
+        job = self.job
+        if job.operation == SEQUENCE_OPERATION:  # the worker reads the frames itself, one at a time
+            return Task(key, str(item.input), b"", job.operation, job.quality, job.target_bpp, job.model or "default",
+                        "", lossless=job.lossless, max_error=job.max_error,
+                        frames=self.frames.get(resolved(item.input), ()))
         try:
             data = item.input.read_bytes()
         except OSError as exc:
             self._fail(item, f"cannot read: {exc.strerror or exc}")
             return None
-        job = self.job
         # workers get the requested name: "default" picks its model (and step) per request
         model = job.model or "default"
         fmt = str(self.params.get("output_format", ""))
@@ -387,7 +402,7 @@ class Job:
             log.info("%s failed: %s", item.input, res.error)
             return
         stream_bytes = size if self.job.operation == "decompress" else len(res.output)
-        bpp = stream_bytes * 8 / max(1, res.width * res.height)
+        bpp = stream_bytes * 8 / max(1, res.width * res.height * res.frames)
         fields = {
             "output": item.rel, "size": len(res.output), "sha256": _sha256(res.output),
             "input": str(resolved(item.input)), "input_size": size, "input_mtime_ns": mtime,

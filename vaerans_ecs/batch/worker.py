@@ -63,6 +63,8 @@ class Task:
     lossless: bool = False
     max_error: int | None = None
     output_quality: float | None = None
+    #: compress-sequence of a folder: its frames in order (``name`` is the folder; ``data`` is empty)
+    frames: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class TaskResult:
     seconds: float = 0.0
     error: str | None = None
     traceback: str | None = None
+    frames: int = 1
 
 
 _setup: WorkerSetup | None = None
@@ -198,14 +201,24 @@ def _work(task: Task) -> tuple[bytes, int, int, float | None]:
 def run_task(task: Task) -> TaskResult:
     """Do one file's work (in a worker); never raises for a bad file."""
     start = time.perf_counter()
+    frames = 1
     try:
-        out, w, h, score = _work(task)
+        if task.operation == "compress-sequence":
+            from vaerans_ecs.batch.sequences import encode_sequence
+
+            settings = {"quality": task.quality, "target_bpp": task.target_bpp, "lossless": task.lossless,
+                        "max_error": task.max_error or 0, "model": task.model}
+            cfg = _setup.config if _setup is not None else get_config()
+            out, w, h, frames = encode_sequence(task.name, task.frames, settings, cfg)
+            score = None
+        else:
+            out, w, h, score = _work(task)
     except Exception as exc:
         message = str(exc) if isinstance(exc, VaeransError) else f"{type(exc).__name__}: {exc}"
         return TaskResult(
             task.index, None, seconds=time.perf_counter() - start, error=message, traceback=traceback.format_exc()
         )
-    return TaskResult(task.index, out, w, h, score, time.perf_counter() - start)
+    return TaskResult(task.index, out, w, h, score, time.perf_counter() - start, frames=frames)
 
 
 def run_task_with(setup: WorkerSetup, task: Task) -> TaskResult:
