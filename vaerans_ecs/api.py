@@ -32,6 +32,7 @@ from vaerans_ecs.errors import BitstreamError, VaeransError
 from vaerans_ecs.imaging import ImageMeta, load_source
 from vaerans_ecs.imaging.source import mode_for
 from vaerans_ecs.models import ModelSpec, choose_model
+from vaerans_ecs.ratecurve import RATE_SLACK, bisect_rate
 from vaerans_ecs.systems.entropy import DEFAULT_CODER, ANSEncode
 from vaerans_ecs.systems.hadamard import Hadamard4
 from vaerans_ecs.systems.quantize import QuantizeU8, step_for_quality
@@ -165,38 +166,24 @@ def encode_entities(
 def _rate_control(
     world: World, eid: int, spec: ModelSpec, target_bpp: float, coder: str, guess: float | None = None
 ) -> None:
-    """Bisection on the (continuous, log-scale) step until the stream is within 5 % of the target.
+    """Code ``eid`` at the quantizer step whose stream is nearest ``target_bpp`` (:func:`bisect_rate`).
 
     ``guess`` (the step the model's rate curve predicts) is tried first and halves the bracket.
     """
     info = world.get_component(eid, ImageInfo)
     pixels = info.height * info.width
     before = world.history(eid)
-    lo, hi = np.log(spec.step_min) - np.log(4.0), np.log(spec.step_max) + np.log(4.0)
 
     def trial(log_step: float) -> float:
         world.set_history(eid, before)  # each trial replaces the previous coding
-        (world.pipe(eid) | QuantizeU8(step=float(np.exp(log_step))) | ANSEncode(coder=coder)).run()
+        (world.pipe(eid) | QuantizeU8(step=math.exp(log_step)) | ANSEncode(coder=coder)).run()
         return len(entity_to_bytes(world, eid)) * 8 / pixels
 
-    probe = 0.5 * (lo + hi)
-    if guess is not None and lo < np.log(guess) < hi:
-        probe = float(np.log(guess))
-    best: tuple[float, float] | None = None
-    for _ in range(24):
-        bpp = trial(probe)
-        if best is None or abs(bpp - target_bpp) < abs(best[1] - target_bpp):
-            best = (probe, bpp)
-        if abs(bpp - target_bpp) <= 0.05 * target_bpp:
-            return
-        if bpp > target_bpp:
-            lo = probe
-        else:
-            hi = probe
-        probe = 0.5 * (lo + hi)
-    assert best is not None
-    bpp = trial(best[0])
-    log.warning("target_bpp=%.4f not reachable within 5%%; nearest reachable rate is %.4f bpp", target_bpp, bpp)
+    lo, hi = math.log(spec.step_min / 4.0), math.log(spec.step_max * 4.0)
+    log_step, bpp = bisect_rate(trial, lo, hi, target_bpp, None if guess is None else math.log(guess))
+    if abs(bpp - target_bpp) > RATE_SLACK * target_bpp:
+        trial(log_step)
+        log.warning("target_bpp=%.4f not reachable within 5%%; nearest reachable rate is %.4f bpp", target_bpp, bpp)
 
 
 def compress(

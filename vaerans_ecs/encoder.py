@@ -40,7 +40,7 @@ from vaerans_ecs.core.world import World
 from vaerans_ecs.errors import VaeransError
 from vaerans_ecs.imaging import SourceImage
 from vaerans_ecs.imaging.source import mode_for
-from vaerans_ecs.ratecurve import RatePoint, choose, load_curve
+from vaerans_ecs.ratecurve import RATE_SLACK, RatePoint, bisect_rate, choose, load_curve
 from vaerans_ecs.systems.residual.stages import MAX_ERROR, TRANSFORM_CURVE, PixelCode, TransformCode
 
 __all__ = ["Request", "metadata_of", "transform_curve"]
@@ -263,25 +263,17 @@ def _layered(world: World, job: _Job, request: Request, config: Config) -> bytes
 
 
 def _transform_at_rate(world: World, job: _Job, target_bpp: float) -> bytes:
-    """Bisection on the transform coder's (log) step until the stream is within 5 % of ``target_bpp``."""
+    """The transform coder at the step whose stream is nearest ``target_bpp`` (:func:`bisect_rate`)."""
     from vaerans_ecs.systems.residual.transform import MAX_STEP, MIN_STEP
 
-    pixels = job.pixels.shape[0] * job.pixels.shape[1]
-    lo, hi = math.log(0.25), math.log(min(MAX_STEP, 512.0))
-    best: tuple[float, bytes] | None = None
-    for _ in range(20):
-        mid = 0.5 * (lo + hi)
-        data = _single_layer(world, job, TransformCode(step=max(MIN_STEP, math.exp(mid))))
-        bpp = len(data) * 8 / pixels
-        if best is None or abs(bpp - target_bpp) < abs(best[0] - target_bpp):
-            best = (bpp, data)
-        if abs(bpp - target_bpp) <= 0.05 * target_bpp:
-            break
-        if bpp > target_bpp:
-            lo = mid
-        else:
-            hi = mid
-    assert best is not None
-    if abs(best[0] - target_bpp) > 0.05 * target_bpp:
-        log.warning("target_bpp=%.4f not reachable within 5%%; nearest reachable rate is %.4f bpp", target_bpp, best[0])
-    return best[1]
+    pixels = int(job.pixels.shape[0] * job.pixels.shape[1])
+    streams: dict[float, bytes] = {}
+
+    def trial(log_step: float) -> float:
+        streams[log_step] = _single_layer(world, job, TransformCode(step=max(MIN_STEP, math.exp(log_step))))
+        return len(streams[log_step]) * 8 / pixels
+
+    log_step, bpp = bisect_rate(trial, math.log(0.25), math.log(min(MAX_STEP, 512.0)), target_bpp, rounds=20)
+    if abs(bpp - target_bpp) > RATE_SLACK * target_bpp:
+        log.warning("target_bpp=%.4f not reachable within 5%%; nearest reachable rate is %.4f bpp", target_bpp, bpp)
+    return streams[log_step]

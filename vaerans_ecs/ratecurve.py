@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,3 +171,31 @@ def _choose(
 
     best = max(range(len(curves)), key=lambda i: (psnr_at(curves[i], bpp), -distance(curves[i])))
     return best, step_at(curves[best], bpp)
+
+
+#: How close to ``target_bpp`` rate control must come (a fraction of the target).
+RATE_SLACK = 0.05
+
+
+def bisect_rate(
+    trial: Callable[[float], float], lo: float, hi: float, target_bpp: float, guess: float | None = None,
+    *, rounds: int = 24,
+) -> tuple[float, float]:
+    """``(log step, bpp)`` nearest ``target_bpp`` by bisection on the log step in ``[lo, hi]``.
+
+    ``trial(log_step)`` codes at that step and returns the rate (it falls as the step grows).
+    ``guess`` (a curve's predicted log step) is tried first. Stops within :data:`RATE_SLACK`; when
+    the target cannot be reached, returns the nearest rate tried (the caller recodes at it).
+    """
+    probe = guess if guess is not None and lo < guess < hi else 0.5 * (lo + hi)
+    best: tuple[float, float] | None = None
+    for _ in range(rounds):
+        bpp = trial(probe)
+        if best is None or abs(bpp - target_bpp) < abs(best[1] - target_bpp):
+            best = (probe, bpp)
+        if abs(bpp - target_bpp) <= RATE_SLACK * target_bpp:
+            return probe, bpp
+        lo, hi = (probe, hi) if bpp > target_bpp else (lo, probe)
+        probe = 0.5 * (lo + hi)
+    assert best is not None
+    return best

@@ -49,6 +49,11 @@ class Mode(str, Enum):
     FORWARD = "forward"
     INVERSE = "inverse"
 
+    @property
+    def opposite(self) -> Mode:
+        """The other direction (what a system's ``inverse()`` runs in)."""
+        return Mode.INVERSE if self is Mode.FORWARD else Mode.FORWARD
+
 
 class StageKind(IntEnum):
     """Where a stage sits in a stream's pipeline; a layer lists its stages in non-decreasing kind."""

@@ -7,11 +7,9 @@ holds them, and an explicit quality for lossy formats); :func:`save_image` write
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -260,25 +258,8 @@ def save_image(
     The file appears whole or not at all (a temporary file in the same folder, then renamed).
     An existing ``path`` raises ``FileExistsError`` unless ``overwrite``; the folder must exist.
     """
+    from vaerans_ecs.fileio import publish, write_temp
+
     target = Path(path)
     data = encode_image(pixels, meta, fmt if fmt is not None else target, quality=quality)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)  # fails if target exists, atomically
-            except FileExistsError:
-                raise
-            except OSError:  # a file system without hard links: exclusive create instead
-                with open(target, "xb") as fh:
-                    fh.write(data)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    publish(write_temp(target, data), target, replace=overwrite)

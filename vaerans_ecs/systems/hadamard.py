@@ -74,10 +74,6 @@ def hadamard4(
     return out
 
 
-def _opposite(mode: Mode) -> Mode:
-    return Mode.INVERSE if mode is Mode.FORWARD else Mode.FORWARD
-
-
 # ----------------------------------------------------------------------------------------------
 # System
 # ----------------------------------------------------------------------------------------------
@@ -107,7 +103,7 @@ class Hadamard4(System):
         return (self._io()[1],)
 
     def inverse(self) -> Hadamard4:
-        return Hadamard4(mode=_opposite(self.mode))
+        return Hadamard4(mode=self.mode.opposite)
 
     def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
         if geom.channels != 4 or geom.source != "Latent4":

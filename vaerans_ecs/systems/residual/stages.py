@@ -46,10 +46,6 @@ MAX_ERROR = 16
 TRANSFORM_CURVE = Path(__file__).with_name("transform_rd.json")
 
 
-def _opposite(mode: Mode) -> Mode:
-    return Mode.INVERSE if mode is Mode.FORWARD else Mode.FORWARD
-
-
 def _view(world: World, eid: int, kind: type[RGB] | type[ReconRGB] | type[Residual]) -> npt.NDArray[Any]:
     return world.view(world.get_component(eid, kind).ref)
 
@@ -86,7 +82,7 @@ class ComputeResidual(System):
         return (Residual,) if self.mode is Mode.FORWARD else (ReconRGB,)
 
     def inverse(self) -> System:
-        return ComputeResidual(_opposite(self.mode))
+        return ComputeResidual(self.mode.opposite)
 
     def run(self, world: World, eids: Sequence[int]) -> None:
         for eid in eids:
@@ -162,7 +158,7 @@ class TransformCode(_LayerCoder):
         self.step = float(step)
 
     def inverse(self) -> System:
-        return TransformCode(self.step, self.residual, _opposite(self.mode))
+        return TransformCode(self.step, self.residual, self.mode.opposite)
 
     def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
         if ctx.bit_depth != 8:
@@ -210,7 +206,7 @@ class PixelCode(_LayerCoder):
         self.max_error = max_error
 
     def inverse(self) -> System:
-        return PixelCode(self.max_error, self.residual, _opposite(self.mode))
+        return PixelCode(self.max_error, self.residual, self.mode.opposite)
 
     def run(self, world: World, eids: Sequence[int]) -> None:
         from vaerans_ecs.systems.residual.pixel import decode_pixels, encode_pixels

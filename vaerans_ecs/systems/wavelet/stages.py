@@ -53,8 +53,7 @@ class _WaveletSystem(System):
         return (WaveletPyr,) if self.mode is Mode.FORWARD else (YUVW4,)
 
     def inverse(self) -> System:
-        opposite = Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD
-        return type(self)(levels=self.levels, mode=opposite)
+        return type(self)(levels=self.levels, mode=self.mode.opposite)
 
     def stream_shape(self, geom: Geometry, ctx: StreamContext) -> Geometry:
         if geom.source not in ("YUVW4", "Latent4") or geom.bands:
