@@ -38,7 +38,16 @@ from vaerans_ecs.systems.residual.transform_wavelet import (
     level_shapes,
 )
 
-__all__ = ["DEFAULT_LEVELS", "MAX_ABS", "MAX_STEP", "MIN_STEP", "WAVELETS", "decode_transform", "encode_transform"]
+__all__ = [
+    "auto_levels",
+    "DEFAULT_LEVELS",
+    "MAX_ABS",
+    "MAX_STEP",
+    "MIN_STEP",
+    "WAVELETS",
+    "decode_transform",
+    "encode_transform",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +57,7 @@ I32 = NDArray[np.int32]
 I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]
 
-#: Wavelet levels used by the encoder unless told otherwise (fewer when the image is small).
+#: Most wavelet levels the encoder uses unless told otherwise (fewer when the image is small).
 DEFAULT_LEVELS: Final = 5
 #: Accepted quantiser steps (pixel units).
 MIN_STEP: Final = fmt.MIN_STEP
@@ -183,7 +192,7 @@ def encode_transform(
     step: float,
     *,
     colour: bool = True,
-    levels: int = DEFAULT_LEVELS,
+    levels: int | None = None,
     wavelet: str | None = None,
     chroma: float = 1.1,
     deadzone: float = 0.38,
@@ -191,7 +200,8 @@ def encode_transform(
 ) -> bytes:
     """Code ``(C, H, W)`` float planes (pixel units) with quantiser step ``step`` (the rate knob).
 
-    ``colour`` decorrelates the first three channels as RGB (C >= 3); ``levels`` wavelet levels;
+    ``colour`` decorrelates the first three channels as RGB (C >= 3); ``levels`` wavelet levels
+    (None: :func:`auto_levels`);
     ``wavelet`` one of :data:`WAVELETS`, or None to choose: CDF 9/7, except for planes that look
     synthetic (many exactly equal neighbours), where every wavelet is tried and the lowest
     ``squared error + lambda * bits`` wins; ``chroma`` multiplies the step of the two
@@ -208,6 +218,8 @@ def encode_transform(
     step32 = float(np.float32(step))
     if not math.isfinite(step32) or not MIN_STEP <= step32 <= MAX_STEP:
         raise VaeransError(f"encode_transform: step must lie in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
+    if levels is None:
+        levels = auto_levels(x.shape[1], x.shape[2])
     if not 0 <= int(levels) <= fmt.MAX_LEVELS:
         raise VaeransError(f"encode_transform: levels must be in 0..{fmt.MAX_LEVELS}, got {levels!r}")
     if wavelet is not None and wavelet not in WAVELETS:
@@ -231,6 +243,14 @@ def encode_transform(
             best = (cost, data)
     assert best is not None
     return best[1]
+
+
+def auto_levels(height: int, width: int) -> int:
+    """Wavelet levels for a plane size: the coarsest band keeps >= 8 samples on the short side
+    (each level adds passes whose side information small bands cannot repay), at most
+    DEFAULT_LEVELS, at least 1."""
+    short = max(1, min(int(height), int(width)))
+    return max(1, min(DEFAULT_LEVELS, (short // 8).bit_length() - 1))
 
 
 #: Share of exactly equal neighbours above which the encoder tries every wavelet.
