@@ -48,7 +48,7 @@ class _Candidates:
     """Candidate lists of one pass: per target, the distinct near indices and their ranks."""
 
     def __init__(self, p: Pass, index: NDArray[np.int32], miss: NDArray[np.int32]) -> None:
-        near = np.stack(p.gather(index)[: p.near], 1)  # (n, m)
+        near = np.stack(p.gather(index, p.near), 1)  # (n, m)
         m = near.shape[1]
         eq = near[:, :, None] == near[:, None, :]  # eq[:, i, j]: neighbour i equals neighbour j
         count = eq.sum(axis=1)
@@ -58,7 +58,7 @@ class _Candidates:
         self.first = first
         self.near = near
         self.u = first.sum(axis=1)
-        misses = sum(p.gather(miss)[: p.near], np.zeros(near.shape[0], dtype=np.int32))
+        misses = sum(p.gather(miss, p.near), np.zeros(near.shape[0], dtype=np.int32))
         self.cls = (np.minimum(self.u, _U_CLASSES) - 1) * _MISS_CLASSES + np.minimum(misses, _MISS_CLASSES - 1)
 
     def symbols(self, target: NDArray[np.int32]) -> I64:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from vaerans_ecs.errors import BitstreamError
 
-__all__ = ["Pass", "Reader", "Writer", "plan_passes"]
+__all__ = ["Pass", "Pick", "Reader", "Writer", "gather2", "plan_passes"]
 
 I64 = NDArray[np.int64]
 
@@ -53,6 +53,62 @@ def _axis(n: int, s: int, p: int, d: int) -> I64 | None:
 
 
 @dataclass(frozen=True)
+class Pick:
+    """Indices along one axis as a strided run (positions ``lo..hi`` read ``start, start + step, ...``)
+    plus the few positions outside it (mirrored or clamped at the borders), so gathers are slices."""
+
+    idx: I64
+    lo: int
+    hi: int
+    start: int
+    step: int
+
+    @property
+    def run(self) -> slice:
+        return slice(self.start, self.start + self.step * (self.hi - self.lo - 1) + 1, self.step)
+
+    @property
+    def others(self) -> I64:
+        """Positions outside the run."""
+        out: I64 = np.r_[0 : self.lo, self.hi : self.idx.size].astype(np.int64)
+        return out
+
+
+def _pick(idx: I64, step: int) -> Pick:
+    """The longest run of ``idx`` around its middle that advances by ``step``."""
+    off = idx - step * np.arange(idx.size, dtype=np.int64)
+    on = np.flatnonzero(off == off[idx.size // 2])
+    lo, hi = int(on[0]), int(on[-1]) + 1
+    if hi - lo != on.size:  # not one run (never for the offsets used): all positions explicit
+        lo = hi = 0
+    return Pick(idx, lo, hi, int(idx[lo]) if hi > lo else 0, step)
+
+
+def gather2(plane: NDArray[Any], rows: Pick, cols: Pick, add_to: NDArray[Any] | None = None) -> NDArray[Any]:
+    """``plane[..., rows.idx[:, None], cols.idx]`` from strided slices (the same values); with
+    ``add_to``, those values are added to it instead (and it is returned)."""
+    add = add_to is not None
+    out = add_to if add_to is not None else np.empty((*plane.shape[:-2], rows.idx.size, cols.idx.size), plane.dtype)
+
+    def put(key: Any, v: NDArray[Any]) -> None:
+        if add:
+            out[key] += v  # the positions of one key are distinct
+        else:
+            out[key] = v
+
+    rl, rh, cl, ch = rows.lo, rows.hi, cols.lo, cols.hi
+    if rh > rl and ch > cl:
+        put((..., slice(rl, rh), slice(cl, ch)), plane[..., rows.run, cols.run])
+    ro = rows.others
+    if ro.size:
+        put((..., ro, slice(None)), plane[..., rows.idx[ro][:, None], cols.idx])
+    co = cols.others
+    if rh > rl and co.size:
+        put((..., slice(rl, rh), co), plane[..., rows.run, :][..., cols.idx[co]])
+    return out
+
+
+@dataclass(frozen=True)
 class Pass:
     """One pass: targets at ``(pr*s + 2s*i, pc*s + 2s*j)``, and the index arrays of their neighbours."""
 
@@ -60,8 +116,8 @@ class Pass:
     kind: str
     height: int
     width: int
-    #: (row indices, column indices) per present neighbour offset, near ones first.
-    neighbours: list[tuple[I64, I64]] = field(compare=False)
+    #: (rows, columns) per present neighbour offset, near ones first.
+    neighbours: list[tuple[Pick, Pick]] = field(compare=False)
     near: int = 0
 
     @property
@@ -82,9 +138,18 @@ class Pass:
         h, w = self.shape
         return h * w
 
-    def gather(self, plane: NDArray[np.int32]) -> list[NDArray[np.int32]]:
-        """The neighbour values of every target of this pass in one (H, W) plane, flattened."""
-        return [plane[np.ix_(r, c)].ravel() for r, c in self.neighbours]
+    def gather(self, plane: NDArray[Any], count: int | None = None) -> list[NDArray[Any]]:
+        """The values of the first ``count`` (default all) neighbours of every target of this pass
+        in (..., H, W) planes: per neighbour an (..., n) array (targets in raster order)."""
+        lead = plane.shape[:-2]
+        return [gather2(plane, r, c).reshape(*lead, -1) for r, c in self.neighbours[:count]]
+
+    def gather_sum(self, plane: NDArray[Any], start: int, stop: int) -> NDArray[Any]:
+        """The sum of neighbours ``start..stop - 1`` of every target in (..., H, W) planes, (..., n)."""
+        out = np.zeros((*plane.shape[:-2], *self.shape), dtype=np.int32)
+        for r, c in self.neighbours[start:stop]:
+            gather2(plane, r, c, out)
+        return out.reshape(*plane.shape[:-2], -1)
 
 
 @lru_cache(maxsize=16)
@@ -101,13 +166,13 @@ def plan_passes(height: int, width: int) -> tuple[Pass, ...]:
             pr, pc = PARITY[kind]
             if pr * s >= height or pc * s >= width:
                 continue
-            nbs: list[tuple[I64, I64]] = []
+            nbs: list[tuple[Pick, Pick]] = []
             near = 0
             for di, dj in OFFSETS[kind]:
                 r, c = _axis(height, s, pr, di), _axis(width, s, pc, dj)
                 if r is None or c is None:
                     continue
-                nbs.append((r, c))
+                nbs.append((_pick(r, 2 * s), _pick(c, 2 * s)))
                 near += max(abs(di), abs(dj)) == 1
             out.append(Pass(s, kind, height, width, nbs, near))
         s //= 2

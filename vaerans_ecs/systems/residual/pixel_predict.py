@@ -59,8 +59,10 @@ LS_MIN: Final = 2000  # fewer targets than this: predict the near mean (no weigh
 CTX_CLASSES: Final = 12
 CTX_MIN_PER_CLASS: Final = 64
 FIT_ROWS: Final = 8192  # the encoder fits on at most this many evenly spaced targets per class
-IRLS_STEPS: Final = 2
+#: Row strides of the fit's stages: least squares, then IRLS steps, each on every n-th fitted row.
+STAGE_STEPS: Final = (1, 1, 1)
 GRAM_ROWS: Final = 192
+LUT_MAX: Final = 1 << 20  # the largest value for which classes use a lookup table
 WIDE_BUCKETS: Final = 18  # bit lengths 0..17 of zigzag symbols of 16-bit images
 
 _CODER = get_coder("rans")
@@ -106,7 +108,8 @@ def _prepare(
     st: PixelState,
     p: Pass,
     nb_all: list[I32],
-    e_all: list[I32],
+    e_near: I32,
+    e_far: I32,
     ci: int,
     c: int,
     prev: list[tuple[I32, I32, list[I32]]],
@@ -119,8 +122,7 @@ def _prepare(
     mc = ((sum(near, np.zeros_like(near[0])) + p.near // 2) // p.near).astype(np.int32)
     feats = [f - mc for f in nb]
     grad = sum((np.abs(a - b) for a, b in itertools.pairwise(near)), np.zeros_like(mc))
-    enear = sum((e[c] for e in e_all[: p.near]), np.zeros_like(mc))
-    efar = sum((e[c] for e in e_all[p.near :]), np.zeros_like(mc))
+    enear, efar = e_near[c], e_far[c]
     far = sum((np.abs(f) for f in feats[p.near :]), np.zeros_like(mc))
     act = grad.astype(np.int64) + 2 * enear
     ctx = [grad, enear, efar, far]
@@ -133,30 +135,51 @@ def _prepare(
     fb: list[I32] = []
     if st.base is not None:
         bt = st.base[c, p.rows, p.cols].ravel()
-        fb = [bt - mc] + [f - mc for f in p.gather(st.base[c])[: min(p.near, 4)]]
+        fb = [bt - mc] + [f - mc for f in p.gather(st.base[c], min(p.near, 4))]
         ctx.append(np.abs(fb[0]))
     return _Plane(feats, fb, mc, act, ctx, cross_at)
 
 
-def _classes(values: I64, thresholds: list[int]) -> I64:
-    out: I64 = np.searchsorted(np.asarray(thresholds, dtype=np.int64), values, side="right").astype(np.int64)
+def _small(values: I64, limit: int) -> bool:
+    """Whether ``values`` are non-negative and at most ``limit`` (so that counting or table lookups,
+    cheaper than sorting or binary searches, give the same results)."""
+    return values.size > 0 and int(values.min()) >= 0 and int(values.max()) <= limit
+
+
+def _classes(values: I64, thresholds: list[int]) -> U8:
+    """Per value, how many thresholds it reaches (``searchsorted(thresholds, values, "right")``)."""
+    if not thresholds:
+        return np.zeros(values.shape, dtype=np.uint8)
+    thr = np.asarray(thresholds, dtype=np.int64)
+    if not _small(values, LUT_MAX):
+        out: U8 = np.searchsorted(thr, values, side="right").astype(np.uint8)
+        return out
+    top = int(values.max())
+    edges = np.concatenate(([0], np.clip(thr, 0, top + 1), [top + 1]))
+    lut = np.repeat(np.arange(thr.size + 1, dtype=np.uint8), np.diff(edges))
+    out = lut[values]
     return out
 
 
-def _predict(pl: _Plane, use_base: bool, cls: I64, weights: I64, maxval: int) -> I32:
+def _predict(pl: _Plane, use_base: bool, cls: U8, weights: I64, maxval: int) -> I32:
     """``clip(mc + (sum_k w[cls, k] f_k + w[cls, -1] * 1 + round) >> SHIFT)``, exact integers."""
     feats = pl.feats + (pl.feats_base if use_base else [])
     if weights.shape[0] == 0:
         return pl.mc.copy()
-    # int32 is exact for 8 bits: |feature| <= 255, |weight| < 2**15, at most 40 terms
-    one = weights.shape[0] == 1
+    # int32 is exact for 8 bits: |feature| <= 255, |weight| < 2**15, at most 40 terms; each product
+    # fits int32 for 16 bits too (|feature| <= 65535)
     dt = np.int32 if maxval < 256 else np.int64
-    w32 = weights.astype(dt)
-    acc = np.full(pl.mc.shape, 1 << (SHIFT - 1), dtype=dt)
-    acc += w32[0, -1] if one else w32[cls, -1]
-    for k, f in enumerate(feats):
-        acc += f * (w32[0, k] if one else w32[cls, k])
-    pred = pl.mc + (acc >> SHIFT)
+    tmp = np.empty(pl.mc.shape, dtype=dt)
+    accs = []
+    for row in weights.tolist():  # one weighted sum per class, then each target picks its own
+        acc = np.full(pl.mc.shape, (1 << (SHIFT - 1)) + row[-1], dtype=dt)
+        for f, w in zip(feats, row, strict=False):
+            if w:
+                np.multiply(f, w, out=tmp, dtype=dt)
+                acc += tmp
+        accs.append(acc)
+    sel = accs[0] if len(accs) == 1 else np.choose(cls, accs)
+    pred = pl.mc + (sel >> SHIFT)
     out: I32 = np.clip(pred, 0, maxval).astype(np.int32)
     return out
 
@@ -175,23 +198,29 @@ def _dequantise(st: PixelState, pred: I32, sym: NDArray[np.integer]) -> tuple[I3
 
 
 def _gram(a: F64) -> F64:
-    """``a.T @ a`` in row blocks small enough that BLAS stays single-threaded: threaded BLAS
-    calls are many times slower on a machine whose cores are busy."""
-    out = np.zeros((a.shape[1], a.shape[1]))
-    for i in range(0, a.shape[0], GRAM_ROWS):
-        blk = a[i : i + GRAM_ROWS]
-        out += blk.T @ blk
+    """``a @ a.T`` of a (K, m) matrix in column blocks small enough that BLAS stays single-threaded:
+    threaded BLAS calls are many times slower on a machine whose cores are busy."""
+    out = np.zeros((a.shape[0], a.shape[0]))
+    for i in range(0, a.shape[1], GRAM_ROWS):
+        blk = a[:, i : i + GRAM_ROWS]
+        out += blk @ blk.T
     return out
 
 
-def _fit(a: F64, y: F64) -> F64:
-    """Weights minimising roughly sum |y - a w| (IRLS from the least-squares start)."""
-    reg = 1e-3 * np.eye(a.shape[1])
-    w = np.linalg.solve(_gram(a) + reg, (a * y[:, None]).sum(axis=0))
-    for _ in range(IRLS_STEPS):
-        sw = 1.0 / np.sqrt(np.maximum(np.abs(y - (a * w).sum(axis=1)), 1.0))
-        aw = a * sw[:, None]
-        w = np.linalg.solve(_gram(aw) + reg, (aw * (y * sw)[:, None]).sum(axis=0))
+def _fit(ay: F64) -> F64:
+    """Weights ``w`` minimising roughly sum |y - w @ a| (IRLS from the least-squares start), where
+    ``ay`` stacks the (F, m) features ``a`` and the targets ``y`` as its last row."""
+    nf = ay.shape[0] - 1
+    reg = 1e-3 * np.eye(nf)
+    sub = ay[:, :: STAGE_STEPS[0]]
+    g = _gram(sub)
+    w = np.linalg.solve(g[:nf, :nf] + reg, g[:nf, nf])
+    for st in STAGE_STEPS[1:]:
+        sub = ay[:, ::st]
+        res = sub[nf] - np.einsum("i,ij->j", w, sub[:nf])
+        sw = 1.0 / np.sqrt(np.maximum(np.abs(res), 1.0))
+        g = _gram(sub * sw)
+        w = np.linalg.solve(g[:nf, :nf] + reg, g[:nf, nf])
     out: F64 = np.asarray(w, dtype=np.float64)
     return out
 
@@ -203,22 +232,33 @@ def _rows(idx: I64) -> I64:
 
 
 def _quantiles(values: I64, n: int) -> list[int]:
+    """The distinct ``quantile(values, i / n, method="lower")``, 0 < i < n (by counting where the
+    values allow it: the same numbers as numpy's)."""
     if n <= 1 or values.size == 0:
         return []
-    qs = np.quantile(values, np.linspace(0, 1, n + 1)[1:-1], method="lower")
-    return sorted({int(v) for v in qs})
+    q = np.linspace(0, 1, n + 1)[1:-1]
+    if _small(values, 4 * values.size + LUT_MAX // 256):
+        pos = np.floor((values.size - 1) * q).astype(np.int64)  # numpy's "lower" index
+        cum = np.cumsum(np.bincount(values))
+        return sorted({int(v) for v in np.searchsorted(cum, pos, side="right")})
+    return sorted({int(v) for v in np.quantile(values, q, method="lower")})
 
 
-def _fit_weights(pl: _Plane, use_base: bool, x: I32, cls: I64, ncls: int) -> I64:
+def _fit_weights(pl: _Plane, use_base: bool, x: I32, cls: U8, ncls: int) -> I64:
     feats = pl.feats + (pl.feats_base if use_base else [])
-    out = np.zeros((ncls, len(feats) + 1), dtype=np.int64)
+    nf = len(feats) + 1
+    out = np.zeros((ncls, nf), dtype=np.int64)
     y_all = x - pl.mc
     for j in range(ncls):
         idx = _rows(np.flatnonzero(cls == j))
-        if idx.size < 4 * (len(feats) + 1):
+        if idx.size < 4 * nf:
             idx = _rows(np.arange(x.size, dtype=np.int64))
-        a = np.stack([f[idx] for f in feats] + [np.ones(idx.size, np.int32)], 1).astype(np.float64)
-        w = _fit(a, y_all[idx].astype(np.float64))
+        ay = np.empty((nf + 1, idx.size))
+        for i, f in enumerate(feats):
+            ay[i] = f[idx]
+        ay[nf - 1] = 1.0
+        ay[nf] = y_all[idx]
+        w = _fit(ay)
         out[j] = np.clip(np.round(w * (1 << SHIFT)), -W_LIMIT + 1, W_LIMIT - 1).astype(np.int64)
     return out
 
@@ -237,7 +277,7 @@ def _fixed_weights(pl: _Plane, mode: int, has_base: bool) -> I64 | None:
     return None
 
 
-def _l1(pl: _Plane, use_base: bool, x: I32, cls: I64, w: I64, maxval: int) -> int:
+def _l1(pl: _Plane, use_base: bool, x: I32, cls: U8, w: I64, maxval: int) -> int:
     return int(np.abs(x - _predict(pl, use_base, cls, w, maxval)).sum())
 
 
@@ -247,7 +287,7 @@ def _encode_plane(st: PixelState, pl: _Plane, x: I32, out: Writer) -> tuple[I32,
     nls = 0 if n < LS_MIN else (LS_CLASSES if n >= LS_MIN * LS_CLASSES else 1)
     use_base = False
     weights = np.zeros((0, 1), dtype=np.int64)
-    cls = np.zeros(n, dtype=np.int64)
+    cls = np.zeros(n, dtype=np.uint8)
     if not nls:  # few targets: the best fixed predictor, no weights to send
         best = _l1(pl, False, x, cls, weights, st.maxval)
         for mode in (CROSS, BASE):
@@ -285,10 +325,15 @@ def _encode_plane(st: PixelState, pl: _Plane, x: I32, out: Writer) -> tuple[I32,
     cw: list[int] = []
     thr_c: list[int] = []
     if nctx > 1:
-        idx = _rows(np.arange(n, dtype=np.int64))
-        z = np.stack([f[idx] for f in pl.ctx] + [np.ones(idx.size, np.int32)], 1).astype(np.float64)
-        rhs = (z * np.abs(err[idx]).astype(np.float64)[:, None]).sum(axis=0)
-        sol = np.linalg.solve(_gram(z) + 1e-3 * np.eye(z.shape[1]), rhs)[:-1]
+        step = max(1, -(-n // FIT_ROWS))  # least squares of |error| on the context features
+        nz = len(pl.ctx) + 1
+        z = np.empty((nz + 1, -(-n // step)))
+        for i, f in enumerate(pl.ctx):
+            z[i] = f[::step]
+        z[nz - 1] = 1.0
+        z[nz] = np.abs(err[::step])
+        g = _gram(z)
+        sol = np.linalg.solve(g[:nz, :nz] + 1e-3 * np.eye(nz), g[:nz, nz])[:-1]
         top = float(np.max(sol))
         if top > 0:
             cw = np.clip(np.round(sol / top * CTX_W_MAX), 0, CTX_W_MAX).astype(np.int64).tolist()
@@ -300,7 +345,7 @@ def _encode_plane(st: PixelState, pl: _Plane, x: I32, out: Writer) -> tuple[I32,
         for i, t in enumerate(thr_c):
             out.uint(t - (thr_c[i - 1] + 1 if i else 0))
         ccls = _classes(_ctx_value(pl, cw), thr_c)
-        order = np.argsort(ccls.astype(np.uint8), kind="stable")
+        order = np.argsort(ccls, kind="stable")
         bands = np.split(sym[order], np.cumsum(np.bincount(ccls, minlength=len(thr_c) + 1))[:-1])
     else:
         bands = [sym]
@@ -356,18 +401,10 @@ def _ctx_value(pl: _Plane, cw: list[int]) -> I64:
     return acc
 
 
-def _pass_data(st: PixelState, p: Pass) -> tuple[list[I32], list[I32]]:
-    """Neighbour values and |error| values of all channels: lists of (C, n) arrays."""
-    rows_r: dict[bytes, I32] = {}
-    rows_e: dict[bytes, I32] = {}
-    nbs, errs = [], []
-    for r, c in p.neighbours:  # neighbours at the same row offset share one row gather
-        key = r.tobytes()
-        if key not in rows_r:
-            rows_r[key], rows_e[key] = np.take(st.recon, r, axis=1), np.take(st.err, r, axis=1)
-        nbs.append(np.take(rows_r[key], c, axis=2).reshape(st.recon.shape[0], -1))
-        errs.append(np.take(rows_e[key], c, axis=2).reshape(st.err.shape[0], -1))
-    return nbs, errs
+def _pass_data(st: PixelState, p: Pass) -> tuple[list[I32], I32, I32]:
+    """Neighbour values of all channels ((C, n) arrays) and the sums of the near and of the far
+    neighbours' |error| values ((C, n) each)."""
+    return p.gather(st.recon), p.gather_sum(st.err, 0, p.near), p.gather_sum(st.err, p.near, len(p.neighbours))
 
 
 def _store(st: PixelState, p: Pass, c: int, rec: I32, err: I32) -> None:
@@ -385,10 +422,10 @@ def encode_predictive(img: NDArray[np.integer], st: PixelState, out: Writer) -> 
         out.uint(int(img[0, 0, c]))
         st.recon[c, 0, 0] = img[0, 0, c]
     for p in plan_passes(img.shape[0], img.shape[1]):
-        nbs, errs = _pass_data(st, p)
+        nbs, e_near, e_far = _pass_data(st, p)
         prev: list[tuple[I32, I32, list[I32]]] = []
         for ci, c in enumerate(order):
-            pl = _prepare(st, p, nbs, errs, ci, c, prev if c < 3 else [], colour and c < 3)
+            pl = _prepare(st, p, nbs, e_near, e_far, ci, c, prev if c < 3 else [], colour and c < 3)
             x = img[p.rows, p.cols, c].ravel().astype(np.int32)
             rec, err = _encode_plane(st, pl, x, out)
             _store(st, p, c, rec, err)
@@ -413,7 +450,7 @@ def _decode_plane(st: PixelState, pl: _Plane, n: int, r: Reader) -> tuple[I32, I
     nls = r.uint(BASE)
     use_base = nls == BASE
     weights = np.zeros((0, 1), dtype=np.int64)
-    cls = np.zeros(n, dtype=np.int64)
+    cls = np.zeros(n, dtype=np.uint8)
     if nls > MAX_LS:
         fixed = _fixed_weights(pl, nls, st.base is not None)
         if fixed is None:
@@ -452,7 +489,7 @@ def _decode_plane(st: PixelState, pl: _Plane, n: int, r: Reader) -> tuple[I32, I
         bands = _CODER.decode(r.take(size - 1), sizes)
     if len(sizes) > 1:
         sym = np.empty(n, dtype=np.uint8)
-        sym[np.argsort(ccls.astype(np.uint8), kind="stable")] = np.concatenate(bands)
+        sym[np.argsort(ccls, kind="stable")] = np.concatenate(bands)
     else:
         sym = bands[0]
     m = st.modulus
@@ -470,10 +507,10 @@ def decode_predictive(st: PixelState, r: Reader) -> None:
     for c in range(channels):
         st.recon[c, 0, 0] = r.uint(st.maxval)
     for p in plan_passes(height, width):
-        nbs, errs = _pass_data(st, p)
+        nbs, e_near, e_far = _pass_data(st, p)
         prev: list[tuple[I32, I32, list[I32]]] = []
         for ci, c in enumerate(order):
-            pl = _prepare(st, p, nbs, errs, ci, c, prev if c < 3 else [], colour and c < 3)
+            pl = _prepare(st, p, nbs, e_near, e_far, ci, c, prev if c < 3 else [], colour and c < 3)
             rec, err = _decode_plane(st, pl, p.size, r)
             _store(st, p, c, rec, err)
             if colour and c < 3:
