@@ -165,12 +165,17 @@ def _single_layer(world: World, job: _Job, stage: System) -> bytes:
     return entity_to_bytes(world, job.eid, layers=[[stage]], metadata=metadata_of(job.src))
 
 
+def _pinned(request: Request, config: Config) -> bool:
+    """Whether the request or ``[codec] model`` names one VAE, which is then used alone."""
+    return request.model != "default" or config.codec.model not in ("", "default")
+
+
 def _lossy_method(request: Request, config: Config, rgb: bool) -> tuple[str, float]:
     """``("vae", 0)`` or ``("transform", step)`` for a lossy request."""
     from vaerans_ecs.models import default_models
 
     curve = transform_curve()
-    if not curve or (rgb and request.model != "default"):
+    if not curve or (rgb and _pinned(request, config)):
         if not rgb:
             raise VaeransError("lossy coding of this image layout needs the transform coder's rate curve")
         return "vae", 0.0
@@ -216,7 +221,7 @@ def encode_sources(sources: Sequence[SourceImage], request: Request, config: Con
         )
         for job, data in zip(vae, streams, strict=True):
             job.out = data
-    if exact is None and request.model == "default":  # a named model is used alone
+    if exact is None and not _pinned(request, config):  # a named model is used alone
         for job in jobs:
             if looks_synthetic(job.pixels):
                 exact_job = _Job(job.src, job.src.pixels)
