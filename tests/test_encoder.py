@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -38,7 +40,7 @@ def _coders(data: bytes) -> list[str]:
 def test_the_transform_curve_ships_and_spans_the_top_of_the_range() -> None:
     curve = transform_curve()
     assert len(curve) >= 8 and curve[-1].psnr > 40.0
-    assert all(a.bpp < b.bpp and a.psnr < b.psnr for a, b in zip(curve, curve[1:], strict=False))
+    assert all(a.bpp < b.bpp and a.psnr < b.psnr for a, b in itertools.pairwise(curve))
 
 
 def test_high_quality_photos_go_to_the_transform_coder_low_ones_to_a_vae() -> None:
