@@ -184,3 +184,23 @@ def test_parse_exact_specs() -> None:
     ]:
         with pytest.raises(VaeransError, match=match):
             parse_codec(bad)
+
+
+def test_report_only_rewrites_the_report_from_results_json(mixed_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    args = ["--data", str(mixed_dir), "--codecs", "vaerans:lossless,png,jpeg", "--out", str(out), "--quiet",
+            "--no-plots", "--qualities", "jpeg=30,60,90"]
+    assert main(args) == 0
+    first = json.loads((out / "results.json").read_text())
+    summary = (out / "summary.md").read_text()
+    capsys.readouterr()
+    (out / "summary.md").unlink()
+    assert main(["--report-only", "--out", str(out), "--no-plots"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again == first  # identical decodes are infinite again, not NaN
+    assert (out / "summary.md").read_text().split("## Codecs")[1] == summary.split("## Codecs")[1]
+    assert "reported 3 images" in capsys.readouterr().out
+    assert main(["--report-only", "--out", str(out), "--no-plots", "--bd-range", "none"]) == 0
+    assert "[32, 40]" in summary and "[32, 40]" not in (out / "summary.md").read_text()
+    assert main(["--report-only", "--out", str(tmp_path / "nothing"), "--quiet"]) == 2

@@ -7,6 +7,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from vaerans_ecs.errors import VaeransError
 
@@ -87,6 +88,11 @@ def build_parser(prog: str = "vaerans eval") -> argparse.ArgumentParser:
     p.add_argument("--no-warmup", action="store_true", help="do not run each codec once untimed first")
     p.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="code nothing: read --out/results.json and write the report again (e.g. with another --bd-range)",
+    )
     from vaerans_ecs.eval.video import add_arguments
 
     add_arguments(p)
@@ -98,13 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from vaerans_ecs.eval.harness import EvalConfig, run_eval
-    from vaerans_ecs.eval.report import tables_markdown, write_report
+    from vaerans_ecs.eval.report import read_payload, write_report
 
     if args.video is not None:
         from vaerans_ecs.eval import video
 
         return video.main(args)
-    if args.data is None:
+    if args.data is None and not args.report_only:
         parser.error("give --data (images) or --video (clips)")
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -115,9 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     except VaeransError as exc:
         parser.error(str(exc))
     t0 = time.perf_counter()
+    if args.report_only:
+        source = args.out / "results.json"
+        if not source.is_file():
+            print(f"error: --report-only needs {source} from an earlier run", file=sys.stderr)
+            return 2
+        payload = read_payload(source)
+        payload["meta"]["bd_range"] = list(bd_range) if bd_range is not None else None
+        return _finish(payload, write_report(payload, args.out, plots=not args.no_plots), t0, "reported")
     try:
         cfg = EvalConfig(
-            data=args.data,
+            data=Path(args.data),
             codecs=[c for c in args.codecs.split(",") if c.strip()],
             out=args.out,
             limit=args.limit,
@@ -136,10 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     except VaeransError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return _finish(payload, files, t0, "evaluated")
+
+
+def _finish(payload: dict[str, Any], files: dict[str, Path], t0: float, done: str) -> int:
+    """Print the tables and the files written; 1 when anything failed, else 0."""
+    from vaerans_ecs.eval.report import tables_markdown
+
     print(tables_markdown(payload))
     for path in files.values():
         print(f"wrote {path}")
-    print(f"evaluated {len(payload['meta']['images'])} images in {time.perf_counter() - t0:.1f} s")
+    print(f"{done} {len(payload['meta']['images'])} images in {time.perf_counter() - t0:.1f} s")
     failures = payload["failures"]
     if failures:
         print(f"error: {len(failures)} failure(s): see FAILURES in {files['summary']}", file=sys.stderr)

@@ -19,6 +19,9 @@
     every step, the per-image bars, speed (images/s, megapixels/s), per-stage times of our
     pipelines, and the models' MACs per pixel. :func:`tables_markdown` is the part the CLI prints.
 
+:func:`read_payload` reads a ``results.json`` back so that the report can be written again
+without coding anything (``vaerans eval --report-only --out DIR``, e.g. with another ``--bd-range``).
+
 Mean curves: per codec and quality, bpp, PSNR and MS-SSIM are averaged over the images (the
 MS-SSIM dB value is that of the mean MS-SSIM). BD-rates compare these mean curves
 (:func:`vaerans_ecs.eval.bdrate.bd_rate`; MS-SSIM in dB). Speed: images/s is the number of
@@ -55,6 +58,7 @@ __all__ = [
     "CSV_FIELDS",
     "bd_table",
     "mean_curves",
+    "read_payload",
     "speed_table",
     "stage_table",
     "tables_markdown",
@@ -455,3 +459,28 @@ def write_report(payload: dict[str, Any], out: str | Path, *, plots: bool = True
         plot_curves(lossy, "ms_ssim_db", "MS-SSIM (dB) = -10 log10(1 - MS-SSIM)", files["rd_msssim"])
     files["summary"].write_text(summary_markdown(payload))
     return files
+
+
+#: Sections :func:`write_report` derives from the points (dropped when a payload is read back).
+DERIVED = ("curves", "bd_rate", "speed", "stages", "exact", "rises", "per_image")
+
+
+def read_payload(path: str | Path) -> dict[str, Any]:
+    """A ``results.json`` read back as :func:`run_eval` returned it, to write the report again.
+
+    JSON has no infinity: a null PSNR of a point whose decode was identical (max abs error 0) is
+    infinite again, a null MS-SSIM dB of an MS-SSIM of 1 too; other nulls become NaN.
+    """
+    payload: dict[str, Any] = json.loads(Path(path).read_text())
+    for key in DERIVED:
+        payload.pop(key, None)
+    for r in payload["results"]:
+        identical = int(r.get("max_abs_error", 1)) == 0
+        for key in ("psnr", "psnr_y"):
+            if r.get(key) is None:
+                r[key] = math.inf if identical else math.nan
+        if r.get("ms_ssim_db") is None:
+            r["ms_ssim_db"] = math.inf if float(r.get("ms_ssim") or 0.0) >= 1.0 else math.nan
+        r.pop("bound_held", None)
+        r["bound_held"] = None if r.get("bound") is None else int(r["max_abs_error"]) <= int(r["bound"])
+    return payload

@@ -313,14 +313,19 @@ def per_image_markdown(table: Mapping[str, Any] | None) -> list[str]:
     if not table:
         return []
     q = f"{WEBP_REF_QUALITY:g}"
+    text = []
+    if table["lossless"]:
+        text.append(f"Lossless: `{table['lossless']}` bpp against `{table['png']}` (Pillow, optimize, source mode) "
+                    f"and `{table['webp_ll']}`; pass = exact and <= PNG, goal = <= WebP-LL.")
+    if table["lossy"] and table["webp"]:
+        text.append(f"Lossy: `{table['lossy']}`'s PSNR at WebP q{q}'s bpp (PCHIP in log-bpp on our per-image curve; "
+                    f"'top' = the rate is above our highest point, whose PSNR is used) against WebP q{q}'s PSNR - "
+                    f"{LOSSY_MARGIN_DB:g} dB; lossless at no more than WebP q{q}'s bpp passes too. PSNR over the "
+                    "coded layout (gray: one channel); identical = 100 dB.")
     lines = [
         "## Per image: lossless and WebP q90 bars",
         "",
-        f"Lossless: `{table['lossless']}` bpp against `{table['png']}` (Pillow, optimize, source mode) and "
-        f"`{table['webp_ll']}`; pass = exact and <= PNG, goal = <= WebP-LL. Lossy: `{table['lossy']}`'s PSNR "
-        f"at WebP q{q}'s bpp (PCHIP in log-bpp on our per-image curve; 'top' = the rate is above our highest "
-        f"point, whose PSNR is used) against WebP q{q}'s PSNR - {LOSSY_MARGIN_DB:g} dB; lossless at no more "
-        f"than WebP q{q}'s bpp passes too. PSNR over the coded layout (gray: one channel). Identical = 100 dB.",
+        " ".join(text),
         "",
         f"| image | mode | ours lossless bpp | PNG bpp | WebP-LL bpp | exact, <= PNG | <= WebP-LL | "
         f"WebP q{q} bpp / dB | ours at that bpp (dB) | lossy bar |",
