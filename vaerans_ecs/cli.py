@@ -311,6 +311,14 @@ def _pipeline_text(pipeline: Sequence[Any]) -> str:
     return " | ".join(parts)
 
 
+def _settings_text(settings: dict[str, Any]) -> str:
+    """``Stage(key=value, ...)`` of a stage's :meth:`~vaerans_ecs.core.system.System.stream_settings`."""
+    fields = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in settings.items() if k != "stage"
+    )
+    return f"{settings['stage']}({fields})" if fields else str(settings["stage"])
+
+
 def _model_status(name: str, fingerprint: str) -> str:
     from vaerans_ecs.models import registered_model
 
@@ -331,10 +339,15 @@ def _describe(path: str, data: bytes) -> dict[str, Any]:
     info = api.inspect(data)
     model = info.model
     fingerprint = info.fingerprint
+    meta = api.stream_meta(info)
     return {
         "file": path,
         "width": info.width,
         "height": info.height,
+        "channels": info.channels,
+        "bit_depth": info.bit_depth,
+        "mode": meta.mode,
+        "metadata": {"icc_bytes": len(meta.icc or b""), "exif_bytes": len(meta.exif or b"")},
         "version": info.version,
         "total_bytes": info.total_bytes,
         "sections": info.stream.section_bytes,
@@ -368,12 +381,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
             cli_sequence.print_description(d)
             continue
         print(d["file"])
-        print(f"  image     {d['width']} x {d['height']} ({d['width'] * d['height']} pixels)")
+        print(f"  image     {d['width']} x {d['height']} ({d['width'] * d['height']} pixels), {d['mode']}, "
+              f"{d['channels']} channel(s) of {d['bit_depth']} bits")
         print(f"  size      {d['total_bytes']} bytes, {d['bpp']:.4f} bpp")
         print("  sections  " + ", ".join(f"{k} {v} B" for k, v in d["sections"].items()))
         print(f"  stream    version {d['version']}, {len(d['layers'])} layer(s)")
         print(f"  model     {d['model'] or '-'} (fingerprint {d['fingerprint'] or '-'}): {d['model_status']}")
-        print(f"  pipeline  {d['pipeline_text']}")
+        for index, layer in enumerate(d["layers"]):
+            stages = " | ".join(_settings_text(s) for s in layer)
+            print(f"  {'pipeline' if index == 0 else f'layer {index}':9s} {stages}")
     return report.status
 
 

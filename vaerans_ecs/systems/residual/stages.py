@@ -165,6 +165,17 @@ class TransformCode(_LayerCoder):
             raise BitstreamError("TransformCode codes 8-bit images only")
         return super().stream_shape(geom, ctx)
 
+    def stream_settings(self, data: bytes | None, ctx: StreamContext) -> dict[str, Any]:
+        from vaerans_ecs.systems.residual.transform_format import unpack
+        from vaerans_ecs.systems.residual.transform_wavelet import WAVELETS
+
+        g = ctx.geometry
+        header = unpack(data or b"", (g.channels, g.height, g.width, g.channels >= 3)).header
+        return {
+            **super().stream_settings(data, ctx), "step": header.step, "levels": header.levels,
+            "wavelet": WAVELETS[header.wavelet],
+        }
+
     def run(self, world: World, eids: Sequence[int]) -> None:
         from vaerans_ecs.systems.residual.transform import decode_transform, encode_transform
 
