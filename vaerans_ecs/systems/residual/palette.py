@@ -74,9 +74,11 @@ class _Candidates:
 
 def build_palette(img: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], NDArray[np.uint8]] | None:
     """(colours (K, C), index plane (H, W)) with K <= 256, most frequent colour first; else None."""
+    pixels = img.reshape(-1, 1, img.shape[2])
+    for sample in (_SAMPLE >> 4, _SAMPLE):  # a small sample first: photos fail it
+        if pixels.shape[0] > sample and np.unique(_pack(pixels[:: pixels.shape[0] // sample])).size > MAX_COLOURS:
+            return None
     flat = _pack(img).ravel()
-    if flat.size > _SAMPLE and np.unique(flat[:: flat.size // _SAMPLE]).size > MAX_COLOURS:
-        return None
     colours, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
     if colours.size > MAX_COLOURS:
         return None

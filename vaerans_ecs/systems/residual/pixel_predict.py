@@ -60,7 +60,7 @@ CTX_CLASSES: Final = 12
 CTX_MIN_PER_CLASS: Final = 64
 FIT_ROWS: Final = 8192  # the encoder fits on at most this many evenly spaced targets per class
 #: Row strides of the fit's stages: least squares, then IRLS steps, each on every n-th fitted row.
-STAGE_STEPS: Final = (1, 1, 1)
+STAGE_STEPS: Final = (4, 2, 2, 1)
 GRAM_ROWS: Final = 192
 LUT_MAX: Final = 1 << 20  # the largest value for which classes use a lookup table
 WIDE_BUCKETS: Final = 18  # bit lengths 0..17 of zigzag symbols of 16-bit images
@@ -169,16 +169,17 @@ def _predict(pl: _Plane, use_base: bool, cls: U8, weights: I64, maxval: int) -> 
     # int32 is exact for 8 bits: |feature| <= 255, |weight| < 2**15, at most 40 terms; each product
     # fits int32 for 16 bits too (|feature| <= 65535)
     dt = np.int32 if maxval < 256 else np.int64
-    tmp = np.empty(pl.mc.shape, dtype=dt)
-    accs = []
-    for row in weights.tolist():  # one weighted sum per class, then each target picks its own
-        acc = np.full(pl.mc.shape, (1 << (SHIFT - 1)) + row[-1], dtype=dt)
+    n = pl.mc.size
+    tmp = np.empty(n, dtype=dt)
+    accs = np.empty((weights.shape[0], n), dtype=dt)
+    for acc, row in zip(accs, weights.tolist(), strict=True):  # one weighted sum per class
+        acc[:] = (1 << (SHIFT - 1)) + row[-1]
         for f, w in zip(feats, row, strict=False):
             if w:
                 np.multiply(f, w, out=tmp, dtype=dt)
                 acc += tmp
-        accs.append(acc)
-    sel = accs[0] if len(accs) == 1 else np.choose(cls, accs)
+    # each target picks its class's sum
+    sel = accs[0] if accs.shape[0] == 1 else accs.ravel()[cls * np.intp(n) + np.arange(n, dtype=np.intp)]
     pred = pl.mc + (sel >> SHIFT)
     out: I32 = np.clip(pred, 0, maxval).astype(np.int32)
     return out
