@@ -52,14 +52,15 @@ def join(sections: list[tuple[int, bytes]]) -> bytes:
     return buf + struct.pack("<I", zlib.crc32(buf))
 
 
-def refit_frame(body: bytes, number: int, rest: bytes | None = None, *, key: bool | None = None,
-                image: bool | None = None) -> bytes:
-    """A frame body with new ``rest`` and flags and a correct frame CRC (the pixel check is kept)."""
-    info, old_rest = read_frame_info(body, number)
+def refit_frame(body: bytes, rest: bytes | None = None, *, key: bool | None = None, image: bool | None = None,
+                bi: bool | None = None) -> bytes:
+    """A frame body with new ``rest`` and flags and a correct frame CRC (number and pixel check kept)."""
+    info, old_rest = read_frame_info(body, None)
     rest = old_rest if rest is None else rest
     k = info.key if key is None else key
     i = info.image if image is None else image
-    return pack_frame_info(number, k, i, rest, info.pixels_crc) + rest
+    b = info.bi if bi is None else bi
+    return pack_frame_info(info.number, k, i, rest, info.pixels_crc, b) + rest
 
 
 def _edit(blob: bytes, rng: random.Random, kind: str) -> bytes:
@@ -95,10 +96,9 @@ def mutate(data: bytes, rng: random.Random, kind: str | None = None) -> tuple[st
     frames = _frames(sections)
     if kind.startswith("frame_") and kind[6:] in ("bitflip_crc", "byte_crc", "truncate_crc"):
         i = rng.choice(frames)
-        number = frames.index(i)
         body = sections[i][1]
-        _, rest = read_frame_info(body, number)
-        sections[i] = (sections[i][0], refit_frame(body, number, _edit(rest, rng, kind[6:-4])))
+        _, rest = read_frame_info(body, None)
+        sections[i] = (sections[i][0], refit_frame(body, _edit(rest, rng, kind[6:-4])))
     elif kind == "header_crc":
         w = bytearray(sections[0][1])
         w[rng.randrange(len(w))] = rng.choice([0, 1, 2, 3, 0x7F, 0x80, 0xFF])
@@ -117,9 +117,9 @@ def mutate(data: bytes, rng: random.Random, kind: str | None = None) -> tuple[st
         sections[a], sections[b] = sections[b], sections[a]
     elif kind == "frame_kind_crc":
         i = rng.choice(frames)
-        number = frames.index(i)
-        sections[i] = (sections[i][0], refit_frame(sections[i][1], number, key=rng.random() < 0.5,
-                                                   image=rng.random() < 0.5))
+        key = rng.random() < 0.5
+        sections[i] = (sections[i][0], refit_frame(sections[i][1], key=key, image=key and rng.random() < 0.5,
+                                                   bi=not key and rng.random() < 0.5))
     elif kind == "random_crc":
         raw = join(sections)
         cut = rng.randrange(5, len(raw) - 4)

@@ -30,7 +30,7 @@ def psnr(a: U8, b: U8) -> float:
 
 
 def test_lossy_round_trip_and_random_access(pan: list[U8]) -> None:
-    data = compress_sequence(pan, quality=75, gop=5)
+    data = compress_sequence(pan, quality=75, gop=5, bframes=0)
     frames = list(decompress_sequence(data))
     assert len(frames) == len(pan)
     assert all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in frames)
@@ -49,7 +49,7 @@ def test_lossy_round_trip_and_random_access(pan: list[U8]) -> None:
 
 
 def test_random_access_decodes_only_from_the_keyframe(pan: list[U8]) -> None:
-    data = compress_sequence(pan, quality=60, gop=5)
+    data = compress_sequence(pan, quality=60, gop=5, bframes=0)
     full = list(decompress_sequence(data))
     reader = SequenceReader(data)
     assert np.array_equal(reader.frame(8), full[8])
@@ -85,7 +85,8 @@ def test_no_drift_over_a_48_frame_gop() -> None:
     frames = moving_frames(48, 40, 48, step=(1, 1), seed=5)
     stages = [BlockMotion(), MotionCompensate(), TransformResidual(levels=2)]
     # the keyframe at the inter frames' settings: the same coder and step
-    data = compress_sequence(frames, gop=48, control=FixedStep(fixed=20.0), stages=stages, keyframes="intra")
+    data = compress_sequence(frames, gop=48, control=FixedStep(fixed=20.0), stages=stages, keyframes="intra",
+                             bframes=0)
     assert inspect_sequence(data).keyframes == (True,) + (False,) * 47
     out = list(decompress_sequence(data))
     first, last = psnr(frames[1], out[1]), psnr(frames[47], out[47])
@@ -141,3 +142,28 @@ def test_bad_requests_are_refused(pan: list[U8]) -> None:
 
 def test_same_input_same_bytes(pan: list[U8]) -> None:
     assert compress_sequence(pan[:4], quality=40) == compress_sequence(pan[:4], quality=40)
+
+
+def test_b_frames_round_trip_in_display_order_and_random_access_skips_them(pan: list[U8]) -> None:
+    data = compress_sequence(pan, quality=70, gop=6, bframes=2)
+    info = inspect_sequence(data)
+    assert [k for k, key in enumerate(info.keyframes) if key] == [0, 6]
+    # anchors every third frame (and the last frame of each GOP), B-frames between them
+    assert [k for k, bi in enumerate(info.bframes) if bi] == [1, 2, 4, 7, 8, 10]
+    frames = list(decompress_sequence(data))
+    assert len(frames) == 12
+    assert min(psnr(a, b) for a, b in zip(pan, frames, strict=True)) > psnr(pan[0], frames[0]) - 4.0
+    for k in range(12):
+        assert np.array_equal(decompress_frame(data, k), frames[k])
+    reader = SequenceReader(data)
+    reader.frame(8)  # a B-frame: keyframe 6, anchor 9, then 8 itself (never B-frame 7)
+    assert reader.decoded == 3
+    reader.frame(11)  # anchor 11 follows anchor 9: one more frame
+    assert reader.decoded == 4
+    # B-frames are coded coarser (nothing refers to them) and cost less than the P-frames
+    sizes = info.frame_bytes
+    assert max(sizes[k] for k in (1, 2, 4, 7, 8, 10)) < min(sizes[k] for k in (3, 9, 11))
+    with SequenceWriter(quality=70, bframes=2) as short:  # a sequence ending with waiting frames
+        for frame in pan[:3]:
+            short.write(frame)
+    assert len(list(decompress_sequence(short.getvalue()))) == 3

@@ -21,13 +21,13 @@ from numpy.typing import NDArray
 from vaerans_ecs.components.image import ReconRGB
 from vaerans_ecs.config import Config, get_config
 from vaerans_ecs.core.byteio import ByteReader
-from vaerans_ecs.core.container import ContainerReader, pack_container, read_sections, section_type
+from vaerans_ecs.core.container import ContainerReader, pack_container, pack_section, read_sections, section_type
 from vaerans_ecs.core.stream import Geometry, StreamContext, read_stage
 from vaerans_ecs.core.system import System
 from vaerans_ecs.errors import BitstreamError, VaeransError
 from vaerans_ecs.sequence import format as fmt
 from vaerans_ecs.sequence.encoder import collect_timings, frame_world
-from vaerans_ecs.systems.motion.components import FrameMeta, MotionField, Reference
+from vaerans_ecs.systems.motion.components import FrameMeta, FutureReference, MotionField, Reference
 from vaerans_ecs.systems.motion.stages import ROLES, PriorMotion, role_of
 
 __all__ = ["SequenceReader", "check_pipeline", "read_pipeline"]
@@ -49,16 +49,20 @@ def read_pipeline(body: bytes) -> list[System]:
     return stages
 
 
-def check_pipeline(stages: Sequence[System], key: bool, mode: fmt.Mode, max_error: int) -> None:
+def check_pipeline(stages: Sequence[System], key: bool, mode: fmt.Mode, max_error: int, bi: bool = False) -> None:
     """Refuse a pipeline no encoder makes: inter frames run motion, compensate, residual; intra a residual.
 
-    In the lossless and near-lossless modes the residual coder must guarantee the declared bound.
+    B-frames (``bi``) need bidirectional motion and compensation stages, P-frames one-way ones. In
+    the lossless and near-lossless modes the residual coder must guarantee the declared bound.
     """
     roles = [role_of(s) for s in stages]
     want = ["residual"] if key else list(ROLES)
+    kind = "key" if key else "B" if bi else "P"
     if roles != want:
         names = ", ".join(s.name for s in stages) or "none"
-        raise BitstreamError(f"a{' key' if key else 'n inter'} frame's stages must be {'/'.join(want)}, got {names}")
+        raise BitstreamError(f"a {kind}-frame's stages must be {'/'.join(want)}, got {names}")
+    if not key and any(bool(getattr(s, "bidirectional", False)) != bi for s in stages[:2]):
+        raise BitstreamError(f"a {kind}-frame's motion stages must be {'two' if bi else 'one'}-way")
     bound = getattr(stages[-1], "bound", None)
     if mode is not fmt.Mode.LOSSY and bound != max_error:
         raise BitstreamError(f"the sequence promises max_error {max_error}, its residual coder {stages[-1].name} "
@@ -80,26 +84,44 @@ class SequenceReader:
             if first is None or first[0] != fmt.section_code("sequence"):
                 raise BitstreamError("not a sequence stream (it does not start with a sequence header)")
             self.header = fmt.read_header(first[1], self.max_pixels)
-            second = self._reader.next()
             #: How the source named its frames (a checked pattern), when the stream says.
             self.names: str | None = None
-            if second is not None and second[0] == fmt.section_code("frame-names"):
-                with contextlib.suppress(UnicodeDecodeError):  # ancillary: a bad one is ignored
-                    self.names = fmt.check_names(second[1].decode())
-                second = self._reader.next()
-            if second is None or second[0] != fmt.section_code("pipeline"):
+            self.bstages: list[System] | None = None
+            stages: list[System] | None = None
+            # the header sections, up to the first frame (kept for the frame loop)
+            self._after_header: tuple[int, bytes] | None = None
+            while (item := self._reader.next()) is not None:
+                code, body = item
+                if code == fmt.section_code("frame-names") and stages is None:
+                    with contextlib.suppress(UnicodeDecodeError):  # ancillary: a bad one is ignored
+                        self.names = fmt.check_names(body.decode())
+                elif code == fmt.section_code("pipeline") and stages is None:
+                    stages = read_pipeline(body)
+                    check_pipeline(stages, False, self.header.mode, self.header.max_error)
+                elif code == fmt.section_code("b-pipeline") and stages is not None and self.bstages is None:
+                    self.bstages = read_pipeline(body)
+                    check_pipeline(self.bstages, False, self.header.mode, self.header.max_error, bi=True)
+                elif section_type(code) is None and code & 0x80:
+                    continue
+                else:
+                    self._after_header = item
+                    break
+            if stages is None:
                 raise BitstreamError("sequence stream lacks its pipeline section")
-            self.stages = read_pipeline(second[1])
-            check_pipeline(self.stages, False, self.header.mode, self.header.max_error)
+            self.stages = stages
         except BaseException:
             self.close()
             raise
         self._reader.limit = self.header.frame_limit()
         self._first = self._reader.offset
+        if self._after_header is not None:  # the first frame's section, already read
+            self._first -= len(pack_section(*self._after_header))
         self._world = frame_world(self.header, self.config)
-        self._ref: U8 | None = None
-        self._prior: NDArray[np.int32] | None = None
-        self._next = 0
+        self._anchor: U8 | None = None  # the last anchor (I or P frame) decoded
+        self._past: U8 | None = None  # the anchor before it (a B-frame's first reference)
+        self._prior: NDArray[np.int32] | None = None  # the last P-frame's field
+        self._state = -1  # stream position of the last anchor decoded (-1: none)
+        self._started = False
         self._entries: list[fmt.FrameEntry] | None = None
         self._warned = False
         #: Frames decoded so far by this reader (random access decodes from the keyframe only).
@@ -134,35 +156,72 @@ class SequenceReader:
         self.close()
 
     # -- sequential decoding --------------------------------------------------------------------
-    def __iter__(self) -> Iterator[U8]:
-        """Every frame in order (from the start), then the stream's checksum is verified."""
-        if self._next or not self._reader.checked:
-            raise VaeransError("a SequenceReader iterates its frames once, from the start")
-        index_seen = False
+    def sections(self) -> Iterator[tuple[int, bytes]]:
+        """The stream's remaining top-level sections ``(code, body)`` (the checksum is checked at the end)."""
+        return self._sections()
+
+    def _sections(self) -> Iterator[tuple[int, bytes]]:
+        if self._after_header is not None:
+            yield self._after_header
+            self._after_header = None
         while (item := self._reader.next()) is not None:
-            code, body = item
+            yield item
+
+    def __iter__(self) -> Iterator[U8]:
+        """Every frame in display order (from the start), then the stream's checksum is verified.
+
+        Frames come in stream order, an anchor before the B-frames that precede it in display
+        order; an anchor is held back until those are out.
+        """
+        if self._started or not self._reader.checked:
+            raise VaeransError("a SequenceReader iterates its frames once, from the start")
+        self._started = True
+        shown = 0  # the next display number to yield
+        waiting: tuple[int, U8] | None = None  # an anchor decoded before the B-frames shown ahead of it
+        count = 0
+        index_seen = False
+        for code, body in self._sections():
             if code == fmt.section_code("frame"):
                 if index_seen:
                     raise BitstreamError("a frame follows the frame index")
-                yield self._decode(body, self._next)
+                info, rest = fmt.read_frame_info(body, None)
+                count += 1
+                if info.bi:
+                    if waiting is None or info.number != shown:
+                        raise BitstreamError(f"B-frame {info.number} is out of order (next frame to show: {shown})")
+                    yield self._decode(info, rest)
+                    shown += 1
+                else:
+                    if waiting is not None:
+                        raise BitstreamError(f"frames {shown}..{waiting[0] - 1} are missing before frame {waiting[0]}")
+                    if info.number < shown or (self.bstages is None and info.number != shown):
+                        raise BitstreamError(f"frame {shown} is numbered {info.number}: frames are missing, "
+                                             "repeated or reordered")
+                    waiting = (info.number, self._decode(info, rest))
+                if waiting is not None and waiting[0] == shown:
+                    yield waiting[1]
+                    shown += 1
+                    waiting = None
             elif code == fmt.section_code("frame-index"):
                 index_seen = True
-                self._check_count(body)
+                self._check_count(body, count)
             elif section_type(code) is None and code & 0x80:
                 continue
             elif code != fmt.section_code("index-locator"):
                 raise BitstreamError(f"unexpected section {code:#04x} in a sequence stream")
-        if self._next == 0:
+        if waiting is not None:
+            raise BitstreamError(f"frames {shown}..{waiting[0] - 1} are missing before frame {waiting[0]}")
+        if count == 0:
             raise BitstreamError("the sequence holds no frame")
 
-    def _check_count(self, body: bytes) -> None:
+    def _check_count(self, body: bytes, count: int) -> None:
         r = ByteReader(body, "frame index")
-        if r.varint(fmt.MAX_FRAMES) != self._next:
+        if r.varint(fmt.MAX_FRAMES) != count:
             raise BitstreamError("the frame index counts another number of frames than the stream holds")
 
     # -- random access --------------------------------------------------------------------------
     def index(self) -> list[fmt.FrameEntry]:
-        """The frame index (offset, size, key of every frame), read from the stream's end."""
+        """The frame index (offset, size, kind, display number of every frame, in stream order)."""
         if self._entries is None:
             r = self._reader
             if not r.seekable:
@@ -184,39 +243,61 @@ class SequenceReader:
             if entries and entries[0].offset != self._first:
                 raise BitstreamError("the frame index does not start at the first frame")
             self._entries = entries
+            self._positions = {e.number: i for i, e in enumerate(entries)}
         return self._entries
 
     def frame(self, k: int) -> U8:
-        """Frame ``k``, decoded from the keyframe at or before it (no frame before that is touched)."""
+        """Frame ``k`` (display order), decoded from the keyframe at or before the anchors it needs.
+
+        Only anchors (I and P frames) are decoded on the way, no frame before that keyframe, and no
+        B-frame but ``k`` itself when it is one.
+        """
         entries = self.index()
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= k < len(entries):
             raise VaeransError(f"frame {k!r} is out of range: the sequence has {len(entries)} frames")
-        k = int(k)
-        key = max(i for i in range(k + 1) if entries[i].key)
-        # carry on from the last decoded frame when it lies in the same GOP before k
-        start = self._next if self._ref is not None and key < self._next <= k else key
-        self._reader.seek(entries[start].offset)
-        out: U8 | None = None
-        for i in range(start, k + 1):
-            before = self._reader.offset
-            item = self._reader.next()
-            if item is None or item[0] != fmt.section_code("frame") or self._reader.offset - before != entries[i].size:
-                raise BitstreamError(f"the frame index does not point at frame {i}")
-            out = self._decode(item[1], i)
+        pos = self._positions[int(k)]
+        last = pos
+        if entries[pos].bi:  # its anchors: the one just before it in the stream, and the one before that
+            last = max((i for i in range(pos) if not entries[i].bi), default=-1)
+            if last < 1 or any(entries[i].key for i in range(last, pos)):
+                raise BitstreamError(f"the frame index gives B-frame {k} no anchors")
+        key = max(i for i in range(last + 1) if entries[i].key)
+        start = self._state + 1 if key <= self._state <= last else key
+        todo = [i for i in range(start, last + 1) if not entries[i].bi] + ([pos] if pos != last else [])
+        if not todo:  # k is the anchor this reader decoded last
+            assert self._anchor is not None
+            return self._anchor
+        out = self._anchor
+        for i in todo:
+            out = self._decode(*self._read_entry(entries[i], i))
+            if not entries[i].bi:
+                self._state = i
         assert out is not None
         return out
 
+    def _read_entry(self, entry: fmt.FrameEntry, i: int) -> tuple[fmt.FrameInfo, bytes]:
+        self._reader.seek(entry.offset)
+        item = self._reader.next()
+        if item is None or item[0] != fmt.section_code("frame") or self._reader.offset - entry.offset != entry.size:
+            raise BitstreamError(f"the frame index does not point at frame {entry.number}")
+        info, rest = fmt.read_frame_info(item[1], entry.number)
+        if (info.key, info.bi) != (entry.key, entry.bi):
+            raise BitstreamError(f"frame {entry.number}'s kind differs from the frame index's")
+        return info, rest
+
     # -- one frame ------------------------------------------------------------------------------
-    def _decode(self, body: bytes, number: int) -> U8:
-        info, rest = fmt.read_frame_info(body, number)
+    def _decode(self, info: fmt.FrameInfo, rest: bytes) -> U8:
         h = self.header
-        if not info.key and self._ref is None:
+        number = info.number
+        if not info.key and self._anchor is None:
             raise BitstreamError(f"frame {number} is an inter frame without a decoded reference")
+        if info.bi and self._past is None:
+            raise BitstreamError(f"B-frame {number} has no earlier anchor")
         if info.image:
             recon = self._decode_image(rest, number)
             field = None
         else:
-            recon, field = self._decode_coded(rest, number, info.key)
+            recon, field = self._decode_coded(rest, number, info.key, info.bi)
         if zlib.crc32(np.ascontiguousarray(recon).tobytes()) != info.pixels_crc:
             if h.mode is not fmt.Mode.LOSSY:
                 raise BitstreamError(f"frame {number}: decoded pixels differ from the encoder's (no exact decoding "
@@ -225,8 +306,8 @@ class SequenceReader:
                 log.warning("frame %d: decoded pixels differ slightly from the encoder's; later frames of its GOP "
                             "may drift (floating-point differences between machines)", number)
                 self._warned = True
-        self._ref, self._prior = recon, field
-        self._next = number + 1
+        if not info.bi:
+            self._past, self._anchor, self._prior = self._anchor, recon, field
         self.decoded += 1
         return recon
 
@@ -243,12 +324,17 @@ class SequenceReader:
             raise BitstreamError(f"frame {number} decodes to {out.shape}")
         return np.ascontiguousarray(out)
 
-    def _decode_coded(self, rest: bytes, number: int, key: bool) -> tuple[U8, NDArray[np.int32] | None]:
+    def _decode_coded(self, rest: bytes, number: int, key: bool,
+                      bi: bool) -> tuple[U8, NDArray[np.int32] | None]:
         h = self.header
         sections = read_sections(rest, what=f"frame {number}")
         own = sections.get("pipeline")
-        stages = read_pipeline(own) if own is not None else self.stages
-        check_pipeline(stages, key, h.mode, h.max_error)
+        default = self.bstages if bi else self.stages
+        if own is None and default is None:
+            raise BitstreamError(f"B-frame {number} has no pipeline (the stream declares no B-frame stages)")
+        stages = read_pipeline(own) if own is not None else default
+        assert stages is not None
+        check_pipeline(stages, key, h.mode, h.max_error, bi)
         claimed = {"pipeline"} | {s.data_section for s in stages}
         for item in sections:
             spec = section_type(item.code)
@@ -257,9 +343,13 @@ class SequenceReader:
         world = self._world
         world.clear()
         eid = world.spawn(FrameMeta(number=number, height=h.height, width=h.width, channels=h.channels))
-        if not key:
-            assert self._ref is not None
-            world.add_component(eid, Reference(ref=world.arena.copy_in(self._ref)))
+        if bi:
+            assert self._past is not None and self._anchor is not None
+            world.add_component(eid, Reference(ref=world.arena.copy_in(self._past)))
+            world.add_component(eid, FutureReference(ref=world.arena.copy_in(self._anchor)))
+        elif not key:
+            assert self._anchor is not None
+            world.add_component(eid, Reference(ref=world.arena.copy_in(self._anchor)))
             if self._prior is not None:
                 world.add_component(eid, PriorMotion(ref=world.arena.copy_in(self._prior), block=1, subpel=1))
         ctx = StreamContext(h.height, h.width, h.channels, 8, self.config, Geometry(h.channels, h.height, h.width))
@@ -271,6 +361,6 @@ class SequenceReader:
         pipe.run()
         recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), copy=True)
         field = (np.array(world.view(world.get_component(eid, MotionField).ref), copy=True)
-                 if world.has_component(eid, MotionField) else None)
+                 if world.has_component(eid, MotionField) and not bi else None)
         collect_timings(world, self.timings)
         return recon, field

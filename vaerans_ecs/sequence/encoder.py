@@ -33,9 +33,18 @@ from vaerans_ecs.core.world import World
 from vaerans_ecs.errors import VaeransError
 from vaerans_ecs.imaging import to_rgb_uint8
 from vaerans_ecs.sequence import format as fmt
-from vaerans_ecs.systems.motion.components import CodingParams, CutScore, FrameMeta, MotionField, Reference
+from vaerans_ecs.systems.motion.components import (
+    CodingParams,
+    CutScore,
+    FrameMeta,
+    FutureReference,
+    MotionField,
+    Reference,
+)
 from vaerans_ecs.systems.motion.control import ConstantQuality, FrameStats, RateControl, SceneCut, TargetRate
 from vaerans_ecs.systems.motion.stages import (
+    BiCompensate,
+    BiMotion,
     BlockMotion,
     MotionCompensate,
     PixelResidual,
@@ -50,13 +59,17 @@ log = logging.getLogger(__name__)
 U8 = NDArray[np.uint8]
 #: Longest keyframe interval unless told otherwise.
 DEFAULT_GOP = 64
+#: B-frames between anchors unless told otherwise, and the most allowed.
+DEFAULT_BFRAMES = 1
+MAX_BFRAMES = 7
 
 
-def default_stages(mode: fmt.Mode, max_error: int = 0) -> list[System]:
-    """The inter-frame stages of a mode: motion search, compensation, the mode's residual coder."""
+def default_stages(mode: fmt.Mode, max_error: int = 0, *, bi: bool = False) -> list[System]:
+    """The stages of a mode's P-frames (or B-frames): motion search, compensation, the residual coder."""
+    motion, compensate = (BiMotion, BiCompensate) if bi else (BlockMotion, MotionCompensate)
     if mode is fmt.Mode.LOSSY:
-        return [BlockMotion(), MotionCompensate(), TransformResidual()]
-    return [BlockMotion(lam=2), MotionCompensate(), PixelResidual(max_error=max_error)]
+        return [motion(), compensate(), TransformResidual()]
+    return [motion(lam=2), compensate(), PixelResidual(max_error=max_error)]
 
 
 def pack_pipeline(stages: Sequence[System]) -> bytes:
@@ -108,13 +121,16 @@ class SequenceWriter:
         lossless: bool = False,
         max_error: int = 0,
         gop: int = DEFAULT_GOP,
+        bframes: int = DEFAULT_BFRAMES,
         fps: tuple[int, int] | None = None,
         stages: Sequence[System] | None = None,
+        bstages: Sequence[System] | None = None,
         control: RateControl | None = None,
         scene_cut: SceneCut | bool = True,
         model: str = "default",
         keyframes: str = "image",
         names: str | None = None,
+        b_factor: float = 1.8,
         config: Config | None = None,
     ) -> None:
         self.config = config or get_config()
@@ -125,9 +141,12 @@ class SequenceWriter:
             raise VaeransError(f"gop must be a positive integer, got {gop!r}")
         if isinstance(max_error, bool) or not isinstance(max_error, int) or not 0 <= max_error <= 16:
             raise VaeransError(f"max_error must be an integer in 0..16, got {max_error!r}")
+        if isinstance(bframes, bool) or not isinstance(bframes, int) or not 0 <= bframes <= MAX_BFRAMES:
+            raise VaeransError(f"bframes must be an integer in 0..{MAX_BFRAMES}, got {bframes!r}")
         self.mode = fmt.Mode.LOSSLESS if lossless else fmt.Mode.NEAR_LOSSLESS if max_error else fmt.Mode.LOSSY
         self.max_error = max_error
         self.gop = gop
+        self.bframes = bframes
         self.fps = fps or (0, 0)
         self.model = model
         if keyframes not in ("image", "intra"):
@@ -137,22 +156,29 @@ class SequenceWriter:
             raise VaeransError(f"frame names {names!r}: give a pattern like 'frame_{{:04d}}.png' (no folders)")
         self.names = names
         self.stages = list(stages) if stages is not None else default_stages(self.mode, max_error)
+        self.bstages = list(bstages) if bstages is not None else default_stages(self.mode, max_error, bi=True)
         if control is None:
             control = TargetRate(bpp=target_bpp) if target_bpp is not None else ConstantQuality(
                 quality=self.config.codec.quality if quality is None else quality)
         self.control = control
         self.scene_cut = SceneCut() if scene_cut is True else scene_cut or None
+        #: B-frames are referenced by no frame, so they take a coarser step (this factor).
+        self.b_factor = b_factor
         self._own = isinstance(out, (str, Path))
         self._buffer = io.BytesIO() if out is None else None
         target = open(out, "wb") if isinstance(out, (str, Path)) else out  # noqa: SIM115
         self._out: BinaryIO = target if target is not None else self._buffer  # type: ignore[assignment]
         self._writer: ContainerWriter | None = None
         self._header: fmt.Header | None = None
-        self._index = array("Q")  # size << 1 | key of every frame written
+        self._index = array("Q")  # size << 2 | bi << 1 | key of every frame written, in stream order
+        self._numbers = array("Q")  # display number of every frame written, in stream order
         self._first = 0
-        self._reference: U8 | None = None
-        self._prior: NDArray[np.int32] | None = None
-        self._since_key = 0
+        self._reference: U8 | None = None  # the last anchor (I or P frame) as decoded
+        self._prior: NDArray[np.int32] | None = None  # the last P-frame's field
+        self._pending: list[tuple[int, U8]] = []  # frames waiting for their anchor (at most bframes + 1)
+        self._last_source: U8 | None = None
+        self._key_number = 0
+        self._seen = 0
         self._world: World | None = None
         self.closed = False
         #: Squared error of every frame written (the encoder knows it; a few bytes a frame).
@@ -182,6 +208,8 @@ class SequenceWriter:
         if self.names:
             self._writer.section("frame-names", self.names.encode())
         self._writer.section("pipeline", pack_pipeline(self.stages))
+        if self.bframes:
+            self._writer.section("b-pipeline", pack_pipeline(self.bstages))
         self._first = self._writer.tell()
         self._world = frame_world(self._header, self.config)
 
@@ -196,37 +224,85 @@ class SequenceWriter:
         if img.shape != (self._header.height, self._header.width, self._header.channels):
             raise VaeransError(f"frame {len(self._index)} is {img.shape[1]}x{img.shape[0]}, the sequence is "
                                f"{self._header.width}x{self._header.height}")
+        number = self._seen
+        self._seen += 1
+        if self._last_source is None:
+            self._code(img, number, "key")
+        elif number - self._key_number >= self.gop or self._is_cut(img, number):
+            self._flush()
+            self._code(img, number, "key")
+        else:
+            self._pending.append((number, img))
+            if len(self._pending) > self.bframes:
+                self._flush()
+        self._last_source = img
+
+    def _new_frame(self, img: U8, number: int) -> tuple[World, int]:
         world = self._world
         assert world is not None
         collect_timings(world, self.timings)
-        number = len(self._index)
         eid = world.spawn(RGB(ref=world.arena.copy_in(img)), FrameMeta(number=number, height=img.shape[0],
                                                                           width=img.shape[1]))
-        key = self._reference is None or self._since_key >= self.gop
-        if not key:
+        return world, eid
+
+    def _is_cut(self, img: U8, number: int) -> bool:
+        """Whether the scene-cut stage finds ``img`` unpredictable from the previous source frame."""
+        if self.scene_cut is None:
+            return False
+        assert self._last_source is not None
+        world, eid = self._new_frame(img, number)
+        world.add_component(eid, Reference(ref=world.arena.copy_in(self._last_source)))
+        (world.pipe(eid) | self.scene_cut).run()
+        score = world.get_component(eid, CutScore)
+        if score.cut:
+            log.info("frame %d: scene cut (score %.2f), new keyframe", number, score.score)
+        return score.cut
+
+    def _flush(self) -> None:
+        """Code the waiting frames: the last as a P-frame (an anchor), then the others as B-frames."""
+        if not self._pending:
+            return
+        past = self._reference
+        number, img = self._pending[-1]
+        future = self._code(img, number, "p")
+        for number, img in self._pending[:-1]:
+            self._code(img, number, "b", past=past, future=future)
+        self._pending = []
+
+    def _code(self, img: U8, number: int, kind: str, past: U8 | None = None, future: U8 | None = None) -> U8:
+        """Code one frame as a keyframe, P-frame or B-frame and write its section; returns its decoding."""
+        assert self._writer is not None
+        world, eid = self._new_frame(img, number)
+        step = None
+        if kind == "key":
+            body, recon = self._keyframe(world, eid)
+            self._key_number = number
+        elif kind == "p":
             assert self._reference is not None
             world.add_component(eid, Reference(ref=world.arena.copy_in(self._reference)))
-            if self.scene_cut is not None:
-                (world.pipe(eid) | self.scene_cut).run()
-                key = world.get_component(eid, CutScore).cut
-                if key:
-                    log.info("frame %d: scene cut (score %.2f), new keyframe", number,
-                             world.get_component(eid, CutScore).score)
-        image = key and self.key_coder == "image"
-        if key:
-            body, recon = self._keyframe(world, eid)
-            step = None
+            if self._prior is not None:
+                world.add_component(eid, PriorMotion(ref=world.arena.copy_in(self._prior), block=1, subpel=1))
+            body, recon, step = self._inter(world, eid, self.stages, 1.0)
+            self._prior = (np.array(world.view(world.get_component(eid, MotionField).ref), copy=True)
+                           if world.has_component(eid, MotionField) else None)
         else:
-            body, recon, step = self._inter(world, eid)
+            assert past is not None and future is not None
+            world.add_component(eid, Reference(ref=world.arena.copy_in(past)))
+            world.add_component(eid, FutureReference(ref=world.arena.copy_in(future)))
+            body, recon, step = self._inter(world, eid, self.bstages, self.b_factor)
+        key, bi = kind == "key", kind == "b"
+        image = key and self.key_coder == "image"
         crc = zlib.crc32(np.ascontiguousarray(recon).tobytes())
-        section = fmt.pack_frame_info(number, key, image, body, crc) + body
+        section = fmt.pack_frame_info(number, key, image, body, crc, bi) + body
         size = self._writer.section("frame", section)
-        self._index.append(size << 1 | int(key))
-        self._since_key = 1 if key else self._since_key + 1
+        self._index.append(size << 2 | int(bi) << 1 | int(key))
+        self._numbers.append(number)
         mse = _mse(img, recon)
-        self.control.update(FrameStats(key, size * 8, mse, img.shape[0] * img.shape[1], step))
+        self.control.update(FrameStats(key, size * 8, mse, img.shape[0] * img.shape[1], step, bi))
         self.mse.append(mse)
-        self._reference = np.array(recon, copy=True)
+        if not bi:
+            self._reference = np.array(recon, copy=True)
+        return recon
 
     def _keyframe(self, world: World, eid: int) -> tuple[bytes, U8]:
         """A keyframe's sections (an image stream's, or an intra-coded residual stage's) and its decoding."""
@@ -259,23 +335,22 @@ class SequenceWriter:
             sections.add(stage.data_section, data)
         return pack_sections(sections), recon
 
-    def _inter(self, world: World, eid: int) -> tuple[bytes, U8, float | None]:
+    def _inter(self, world: World, eid: int, stages: Sequence[System],
+               scale: float) -> tuple[bytes, U8, float | None]:
         """An inter frame's sections (the stages' data), its reconstruction and its step."""
-        if self._prior is not None:
-            world.add_component(eid, PriorMotion(ref=world.arena.copy_in(self._prior), block=1, subpel=1))
-        pipe = world.pipe(eid) | self.control
-        for stage in self.stages:
+        (world.pipe(eid) | self.control).run()
+        step = world.get_component(eid, CodingParams).step * scale
+        world.add_component(eid, CodingParams(step=step))
+        pipe = world.pipe(eid)
+        for stage in stages:
             pipe = pipe | stage
         pipe.run()
         sections = Sections()
-        for stage in self.stages:
+        for stage in stages:
             data = stage.stream_data(world, eid)
             if data is not None:
                 sections.add(stage.data_section, data)
-        self._prior = (np.array(world.view(world.get_component(eid, MotionField).ref), copy=True)
-                       if world.has_component(eid, MotionField) else None)
         recon = np.array(world.view(world.get_component(eid, ReconRGB).ref), copy=True)
-        step = world.get_component(eid, CodingParams).step if world.has_component(eid, CodingParams) else None
         return pack_sections(sections), recon, step
 
     def close(self) -> None:
@@ -284,8 +359,9 @@ class SequenceWriter:
             return
         if self._writer is None:
             raise VaeransError("a sequence needs at least one frame")
+        self._flush()
         at = self._writer.tell()
-        entries = [(v >> 1, bool(v & 1)) for v in self._index]
+        entries = [(v >> 2, bool(v & 1), bool(v & 2), n) for v, n in zip(self._index, self._numbers, strict=True)]
         self._writer.section("frame-index", fmt.pack_index(self._first, entries))
         self._writer.section("index-locator", fmt.pack_locator(at))
         self._writer.close()
@@ -297,18 +373,18 @@ class SequenceWriter:
 
     @property
     def frames(self) -> int:
-        """Frames written so far."""
+        """Frames coded so far."""
         return len(self._index)
 
     @property
     def keyframes(self) -> list[int]:
-        """Numbers of the keyframes written so far."""
-        return [k for k, v in enumerate(self._index) if v & 1]
+        """Display numbers of the keyframes coded so far."""
+        return sorted(n for v, n in zip(self._index, self._numbers, strict=True) if v & 1)
 
     @property
     def frame_bytes(self) -> list[int]:
-        """Bytes of every frame's section written so far."""
-        return [v >> 1 for v in self._index]
+        """Bytes of every coded frame's section, in display order."""
+        return [v >> 2 for _, v in sorted(zip(self._numbers, self._index, strict=True))]
 
     def getvalue(self) -> bytes:
         """The whole stream (writers made without ``out`` only, after :meth:`close`)."""

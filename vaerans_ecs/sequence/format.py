@@ -4,16 +4,18 @@ Top-level sections, in order::
 
     sequence      0x10  critical   header: format, size, coding mode, GOP, frame rate
     frame-names   0x92  ancillary  optional: how the source named its frames ('frame_{:04d}.png')
-    pipeline      0x02  critical   the inter frames' stages (write_stage records), once
+    pipeline      0x02  critical   the P-frames' stages (write_stage records), once
+    b-pipeline    0x15  critical   optional: the B-frames' stages, once
     frame         0x11  critical   one per frame (repeatable); its body is a section list:
-        frame-info 0x14            flags (key, image), frame number, CRC-32 of the rest of the
-                                   body, CRC-32 of the decoded pixels
+        frame-info 0x14            flags (key, image, bi), display number, CRC-32 of the rest of
+                                   the body, CRC-32 of the decoded pixels
         image, pipeline, model, quant, payload, ...   a keyframe coded by the image pipeline
                                    (an image stream's sections: wrapped back into a stream to decode)
         pipeline?, motion, residual                   a frame coded by sequence stages (an
                                    inter frame, or an intra frame of the lossless modes); a frame
                                    without a pipeline uses the header's
-    frame-index   0x90  ancillary  frame count, offset of the first frame, per frame: size, key bit
+    frame-index   0x90  ancillary  frame count, offset of the first frame, per frame (stream order):
+                                   size, key and B bits, display number
     index-locator 0x91  ancillary  8 bytes: the frame-index section's offset (always the last
                                    section, so a reader finds it 14 bytes before the end)
 
@@ -60,6 +62,7 @@ TRAILER = 2 + 8 + 4
 register_section(0x10, "sequence", "sequence: the header (size, coding mode, GOP)")
 register_section(0x11, "frame", "sequence: one frame (a nested section list)", repeatable=True)
 register_section(0x14, "frame-info", "sequence: a frame's number, kind and checks")
+register_section(0x15, "b-pipeline", "sequence: the B-frames' stages (write_stage records), once")
 register_section(ANCILLARY | 0x10, "frame-index", "sequence: frame sizes and keyframes, for random access")
 register_section(ANCILLARY | 0x11, "index-locator", "sequence: the offset of the frame index")
 register_section(ANCILLARY | 0x12, "frame-names", "sequence: how the source named its frames ('frame_{:04d}.png')")
@@ -152,76 +155,94 @@ def read_header(body: bytes, max_pixels: int) -> Header:
 class FrameInfo:
     """A frame's ``frame-info`` section."""
 
-    number: int
+    number: int  # its place in display order
     key: bool
     image: bool  # coded by the image pipeline (an image stream's sections follow)
     body_crc: int
     pixels_crc: int
+    bi: bool = False  # a B-frame: predicted from the anchors before and after it, referenced by none
 
 
-def pack_frame_info(number: int, key: bool, image: bool, rest: bytes, pixels_crc: int) -> bytes:
+def pack_frame_info(number: int, key: bool, image: bool, rest: bytes, pixels_crc: int, bi: bool = False) -> bytes:
     """The frame-info section (code included) for a frame whose other sections are ``rest``."""
     w = ByteWriter()
-    w.u8(int(key) | int(image) << 1)
+    w.u8(int(key) | int(image) << 1 | int(bi) << 2)
     w.varint(number)
     body = bytes(w.buf) + struct.pack("<II", zlib.crc32(rest), pixels_crc)
     return pack_section(section_code("frame-info"), body)
 
 
-def read_frame_info(body: bytes, expected: int) -> tuple[FrameInfo, bytes]:
-    """Split a frame section's body into its checked frame-info and the rest (CRC verified)."""
-    r = ByteReader(body, f"frame {expected}")
+def read_frame_info(body: bytes, expected: int | None) -> tuple[FrameInfo, bytes]:
+    """Split a frame section's body into its checked frame-info and the rest (CRC verified).
+
+    ``expected`` (when given) is the number the frame must carry.
+    """
+    where = "a frame" if expected is None else f"frame {expected}"
+    r = ByteReader(body, where)
     if r.remaining() == 0 or r.u8() != section_code("frame-info"):
-        raise BitstreamError(f"frame {expected} does not start with its frame-info section")
-    info = ByteReader(r.blob(), f"frame {expected} info")
+        raise BitstreamError(f"{where} does not start with its frame-info section")
+    info = ByteReader(r.blob(), f"{where}'s info")
     flags = info.u8()
     number = info.varint(MAX_FRAMES)
     body_crc, pixels_crc = struct.unpack("<II", info.take(8))
     info.end()
-    if flags > 3 or (flags & 2 and not flags & 1):
-        raise BitstreamError(f"frame {expected}: invalid flags {flags:#04x}")
-    if number != expected:
+    if flags > 7 or (flags & 2 and not flags & 1) or (flags & 4 and flags & 1):
+        raise BitstreamError(f"frame {number}: invalid flags {flags:#04x}")
+    if expected is not None and number != expected:
         raise BitstreamError(f"frame {expected} is numbered {number}: frames are missing, repeated or reordered")
     rest = r.take(r.remaining())
     if zlib.crc32(rest) != body_crc:
-        raise BitstreamError(f"frame {expected}: checksum mismatch (the frame's data is corrupted)")
-    return FrameInfo(number, bool(flags & 1), bool(flags & 2), body_crc, pixels_crc), rest
+        raise BitstreamError(f"frame {number}: checksum mismatch (the frame's data is corrupted)")
+    return FrameInfo(number, bool(flags & 1), bool(flags & 2), body_crc, pixels_crc, bool(flags & 4)), rest
 
 
 @dataclass(frozen=True)
 class FrameEntry:
-    """One frame in the index: where its section starts, how long it is, whether it is a keyframe."""
+    """One frame in the index (stream order): where its section starts, its size, kind and display number."""
 
     offset: int
     size: int
     key: bool
+    bi: bool = False
+    number: int = 0
 
 
-def pack_index(first: int, entries: list[tuple[int, bool]]) -> bytes:
-    """Body of the ``frame-index`` section: count, first frame offset, (size << 1 | key) each."""
+def pack_index(first: int, entries: list[tuple[int, bool, bool, int]]) -> bytes:
+    """Body of ``frame-index``: count, first frame offset, then per frame in stream order
+    ``size << 2 | bi << 1 | key`` and its display number."""
     w = ByteWriter()
     w.varint(len(entries))
     w.varint(first)
-    for size, key in entries:
-        w.varint(size << 1 | int(key))
+    for size, key, bi, number in entries:
+        w.varint(size << 2 | int(bi) << 1 | int(key))
+        w.varint(number)
     return bytes(w.buf)
 
 
 def read_index(body: bytes, stream_size: int) -> list[FrameEntry]:
-    """Parse the frame index; the count is checked against the body length before any list is built."""
+    """Parse the frame index; the count is checked against the body length before any list is built.
+
+    Display numbers must be a permutation of 0..count-1, the first frame a keyframe, no frame both
+    a keyframe and a B-frame.
+    """
     r = ByteReader(body, "frame index")
     count = r.varint(MAX_FRAMES)
     first = r.varint(stream_size)
-    if count > r.remaining():  # every entry takes at least one byte
+    if 2 * count > r.remaining():  # every entry takes at least two bytes
         raise BitstreamError(f"frame index declares {count} frames in {r.remaining()} bytes")
     entries: list[FrameEntry] = []
+    seen = bytearray(count)
     offset = first
     for k in range(count):
-        v = r.varint(stream_size << 1 | 1)
-        size = v >> 1
+        v = r.varint(stream_size << 2 | 3)
+        number = r.varint(count - 1) if count else r.varint(0)
+        size, key, bi = v >> 2, bool(v & 1), bool(v & 2)
         if size < 4 or offset + size > stream_size:
             raise BitstreamError(f"frame index: frame {k} lies outside the stream")
-        entries.append(FrameEntry(offset, size, bool(v & 1)))
+        if seen[number] or (key and bi):
+            raise BitstreamError(f"frame index: entry {k} repeats frame {number} or is a keyframe and a B-frame")
+        seen[number] = 1
+        entries.append(FrameEntry(offset, size, key, bi, number))
         offset += size
     r.end()
     if entries and not entries[0].key:

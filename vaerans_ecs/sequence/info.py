@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from vaerans_ecs.config import Config
-from vaerans_ecs.core.container import ContainerReader
+from vaerans_ecs.core.container import pack_section
 from vaerans_ecs.errors import BitstreamError
 from vaerans_ecs.sequence import format as fmt
 from vaerans_ecs.sequence.decoder import SequenceReader
@@ -20,12 +20,14 @@ class SequenceInfo:
     """A sequence stream's header and frame layout."""
 
     header: fmt.Header
-    #: Bytes of every frame's section, in order.
+    #: Bytes of every frame's section, in display order.
     frame_bytes: tuple[int, ...]
     #: Whether each frame is a keyframe.
     keyframes: tuple[bool, ...]
     total_bytes: int
     stages: tuple[dict[str, Any], ...]
+    #: Whether each frame is a B-frame.
+    bframes: tuple[bool, ...] = ()
 
     @property
     def frames(self) -> int:
@@ -54,29 +56,29 @@ def inspect_sequence(source: bytes | bytearray | BinaryIO | str | Path, *, max_p
     """Parse a sequence's header and frame index (or, without one, walk its frame sections)."""
     with SequenceReader(source, max_pixels=max_pixels, config=config) as reader:
         if reader.seekable:
-            entries = reader.index()
+            entries = sorted(reader.index(), key=lambda e: e.number)
             sizes = tuple(e.size for e in entries)
             keys = tuple(e.key for e in entries)
+            bis = tuple(e.bi for e in entries)
             total = reader.size()
         else:
-            sizes, keys, total = _walk(reader.container)
+            sizes, keys, bis, total = _walk(reader)
         stages = tuple({"stage": s.name, **{k: v for k, v in s.get_config().items() if k not in ("id", "mode")}}
                        for s in reader.stages)
-        return SequenceInfo(reader.header, sizes, keys, total, stages)
+        return SequenceInfo(reader.header, sizes, keys, total, stages, bis)
 
 
-def _walk(r: ContainerReader) -> tuple[tuple[int, ...], tuple[bool, ...], int]:
-    sizes: list[int] = []
-    keys: list[bool] = []
-    while True:
-        before = r.offset
-        item = r.next()
-        if item is None:
-            break
-        if item[0] == fmt.section_code("frame"):
-            info, _ = fmt.read_frame_info(item[1], len(sizes))
-            sizes.append(r.offset - before)
-            keys.append(info.key)
-    if not sizes:
-        raise BitstreamError("the sequence holds no frame")
-    return tuple(sizes), tuple(keys), r.offset + 4
+def _walk(reader: SequenceReader) -> tuple[tuple[int, ...], tuple[bool, ...], tuple[bool, ...], int]:
+    """Sizes, key and B flags in display order, and the stream length, from one pass over the sections."""
+    frames: dict[int, tuple[int, bool, bool]] = {}
+    for code, body in reader.sections():
+        if code == fmt.section_code("frame"):
+            info, _ = fmt.read_frame_info(body, None)
+            if info.number in frames or info.number > fmt.MAX_FRAMES:
+                raise BitstreamError(f"frame {info.number} appears twice")
+            frames[info.number] = (len(pack_section(code, body)), info.key, info.bi)
+    if not frames or sorted(frames) != list(range(len(frames))):
+        raise BitstreamError("the sequence's frames are not numbered 0..n-1")
+    rows = [frames[k] for k in range(len(frames))]
+    return (tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows),
+            reader.container.offset)

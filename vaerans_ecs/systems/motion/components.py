@@ -6,7 +6,16 @@ from vaerans_ecs.components.base import Component, check_ref
 from vaerans_ecs.core.arena import TensorRef
 from vaerans_ecs.errors import ComponentError
 
-__all__ = ["CodingParams", "CutScore", "FrameCode", "FrameMeta", "MotionField", "Prediction", "Reference"]
+__all__ = [
+    "CodingParams",
+    "CutScore",
+    "FrameCode",
+    "FrameMeta",
+    "FutureReference",
+    "MotionField",
+    "Prediction",
+    "Reference",
+]
 
 
 class Reference(Component):
@@ -16,6 +25,10 @@ class Reference(Component):
 
     def _validate(self) -> None:
         check_ref(self.ref, what="Reference", ndim=3, dtypes=("uint8",))
+
+
+class FutureReference(Reference):
+    """A B-frame's second reference: the next anchor frame in display order, already decoded."""
 
 
 class MotionField(Component):

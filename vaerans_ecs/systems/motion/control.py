@@ -61,11 +61,13 @@ def cut_score(cur: NDArray[np.uint8], ref: NDArray[np.uint8], *, block: int = 4,
     blocks = c.reshape(h // block, block, w // block, block)
     intra = np.abs(blocks - blocks.mean(axis=(1, 3), keepdims=True)).sum(axis=(1, 3))
     rp = np.pad(r, radius, mode="edge")
+    n = 2 * radius + 1
     best = np.full(intra.shape, np.inf)
-    for dy in range(-radius, radius + 1):
-        for dx in range(-radius, radius + 1):
-            cand = rp[radius + dy: radius + dy + h, radius + dx: radius + dx + w]
-            best = np.minimum(best, np.abs(c - cand).reshape(h // block, block, w // block, block).sum(axis=(1, 3)))
+    for dy in range(-radius, radius + 1):  # every column offset at once (a sliding window)
+        rows = rp[radius + dy: radius + dy + h, : w + 2 * radius]
+        windows = np.lib.stride_tricks.sliding_window_view(rows, w, axis=1)
+        sad = np.abs(c[:, None, :] - windows).reshape(h // block, block, n, w // block, block).sum(axis=(1, 4))
+        best = np.minimum(best, sad.min(axis=1))
     return float(best.sum() / max(float(intra.sum()), 1.0 * intra.size))
 
 
@@ -104,6 +106,7 @@ class FrameStats:
     mse: float
     pixels: int
     step: float | None = None
+    bi: bool = False  # a B-frame (referenced by none: rate control does not learn the error model from it)
 
 
 def quality_step(quality: float) -> float:
@@ -182,7 +185,7 @@ class ConstantQuality(RateControl):
     def update(self, stats: FrameStats) -> None:
         if stats.key:
             self.target = max(stats.mse, 1e-3) * self.ratio
-        elif stats.step is not None:
+        elif stats.step is not None and not stats.bi:
             observed = math.log(max(stats.mse, 1e-3)) - EXPONENT * math.log(stats.step)
             self.log_k += self.gain * (observed - self.log_k)
         if self.target is not None:

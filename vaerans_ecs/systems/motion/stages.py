@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from vaerans_ecs.components.base import Component
 from vaerans_ecs.components.image import RGB, ReconRGB
 from vaerans_ecs.core.batching import parse_mode
+from vaerans_ecs.core.byteio import ByteReader, ByteWriter
 from vaerans_ecs.core.container import register_section
 from vaerans_ecs.core.system import Mode, System, register_system
 from vaerans_ecs.errors import BitstreamError, ConfigError, VaeransError
@@ -31,6 +32,7 @@ from vaerans_ecs.systems.motion.components import (
     CodingParams,
     FrameCode,
     FrameMeta,
+    FutureReference,
     MotionField,
     Prediction,
     Reference,
@@ -46,7 +48,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROLES",
+    "BiCompensate",
+    "BiMotion",
     "BlockMotion",
+    "FutureMotion",
     "MotionCompensate",
     "PixelResidual",
     "PriorMotion",
@@ -73,6 +78,10 @@ register_section(0x13, "residual", "the residual coder of a sequence frame (Tran
 
 class PriorMotion(MotionField):
     """The motion field of the previous frame (context of the vector coder), when it had one."""
+
+
+class FutureMotion(MotionField):
+    """A B-frame's vectors into its :class:`FutureReference`."""
 
 
 def frame_shape(world: World, eid: int) -> tuple[int, int, int]:
@@ -153,7 +162,12 @@ class BlockMotion(System):
 
     def inverse(self) -> BlockMotion:
         cfg = {k: v for k, v in self.get_config().items() if k not in ("id", "mode")}
-        return BlockMotion(**cfg, mode=Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
+        return type(self)(**cfg, mode=Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
+
+    def _lam(self, world: World, eid: int) -> int:
+        """Vector bits against SAD: coarser residual steps make vectors matter less."""
+        step = world.get_component(eid, CodingParams).step if world.has_component(eid, CodingParams) else 0.0
+        return max(self.lam, round(self.lam_step * step))
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         """Blocks per column and per row of a frame of this size."""
@@ -165,14 +179,15 @@ class BlockMotion(System):
         for eid in eids:
             cur = pad_to_blocks(luma(_view(world, eid, RGB)), self.block)
             ref = pad_to_blocks(luma(_view(world, eid, Reference)), self.block)
-            step = world.get_component(eid, CodingParams).step if world.has_component(eid, CodingParams) else 0.0
-            lam = max(self.lam, round(self.lam_step * step))  # coarser residuals: vectors matter less
-            mv = estimate_motion(cur, ref, block=self.block, levels=self.levels, radius=self.radius,
-                                 subpel=self.subpel, lam=lam, taps=self.filter)
-            limit = self.reach * self.subpel
-            mv = np.clip(mv, -limit, limit).astype(np.int32)
-            ref_mv = world.arena.copy_in(mv)
-            world.add_component(eid, MotionField(ref=ref_mv, block=self.block, subpel=self.subpel))
+            lam = self._lam(world, eid)
+            world.add_component(eid, self._field(world, MotionField, cur, ref, lam))
+
+    def _field(self, world: World, kind: type[MotionField], cur: I32, ref: I32, lam: int) -> MotionField:
+        mv = estimate_motion(cur, ref, block=self.block, levels=self.levels, radius=self.radius,
+                             subpel=self.subpel, lam=lam, taps=self.filter)
+        limit = self.reach * self.subpel
+        mv = np.clip(mv, -limit, limit).astype(np.int32)
+        return kind(ref=world.arena.copy_in(mv), block=self.block, subpel=self.subpel)
 
     def stream_data(self, world: World, eid: int) -> bytes:
         mv = _view(world, eid, MotionField)
@@ -190,6 +205,55 @@ class BlockMotion(System):
     def stream_settings(self, data: bytes | None, ctx: StreamContext) -> dict[str, Any]:
         return {"stage": self.name, "block": self.block, "subpel": self.subpel, "reach": self.reach,
                 "bytes": len(data or b"")}
+
+
+@register_system
+class BiMotion(BlockMotion):
+    """RGB + Reference + FutureReference -> MotionField + FutureMotion: a B-frame's two fields.
+
+    The same search as :class:`BlockMotion`, once into each reference; both fields go to the
+    ``motion`` section (the first one's length, then the two vector payloads; the second field
+    uses the first as its coding context).
+    """
+
+    name: ClassVar[str] = "BiMotion"
+    stream_code: ClassVar[int] = 36
+    bidirectional: ClassVar[bool] = True
+
+    def required_components(self) -> tuple[type[Component], ...]:
+        return (RGB, Reference, FutureReference) if self.mode is Mode.FORWARD else (MotionField, FutureMotion)
+
+    def produced_components(self) -> tuple[type[Component], ...]:
+        return (MotionField, FutureMotion)
+
+    def run(self, world: World, eids: Sequence[int]) -> None:
+        if self.mode is Mode.INVERSE:
+            return
+        for eid in eids:
+            cur = pad_to_blocks(luma(_view(world, eid, RGB)), self.block)
+            lam = self._lam(world, eid)
+            for kind, ref_kind in ((MotionField, Reference), (FutureMotion, FutureReference)):
+                ref = pad_to_blocks(luma(_view(world, eid, ref_kind)), self.block)
+                world.add_component(eid, self._field(world, kind, cur, ref, lam))
+
+    def stream_data(self, world: World, eid: int) -> bytes:
+        past = _view(world, eid, MotionField)
+        first = encode_vectors(past)
+        w = ByteWriter()
+        w.varint(len(first))
+        return bytes(w.buf) + first + encode_vectors(_view(world, eid, FutureMotion), past)
+
+    def load_stream_data(self, world: World, eid: int, data: bytes | None, ctx: StreamContext) -> None:
+        if data is None:
+            raise BitstreamError("a B-frame lacks its motion vectors")
+        ny, nx = self.grid(ctx.height, ctx.width)
+        r = ByteReader(data, "B-frame motion")
+        first = r.take(r.varint(r.remaining()))
+        limit = self.reach * self.subpel
+        past = decode_vectors(first, ny, nx, limit)
+        future = decode_vectors(r.take(r.remaining()), ny, nx, limit, past)
+        for kind, mv in ((MotionField, past), (FutureMotion, future)):
+            world.add_component(eid, kind(ref=world.arena.copy_in(mv), block=self.block, subpel=self.subpel))
 
 
 @register_system
@@ -229,6 +293,34 @@ class MotionCompensate(System):
                 raise BitstreamError(f"the sharp filter cannot interpolate 1/{field.subpel} pixel vectors")
             out = predict(ref, world.view(field.ref), block=field.block, subpel=field.subpel, obmc=self.obmc,
                           shape=ref.shape[:2], taps=self.filter)
+            world.add_component(eid, Prediction(ref=world.arena.copy_in(out)))
+
+
+@register_system
+class BiCompensate(MotionCompensate):
+    """Reference + FutureReference + both fields -> Prediction: the rounded mean of the two predictions."""
+
+    name: ClassVar[str] = "BiCompensate"
+    stream_code: ClassVar[int] = 37
+    bidirectional: ClassVar[bool] = True
+
+    def required_components(self) -> tuple[type[Component], ...]:
+        return (Reference, FutureReference, MotionField, FutureMotion)
+
+    def inverse(self) -> BiCompensate:
+        return BiCompensate(self.obmc, self.filter, Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD)
+
+    def run(self, world: World, eids: Sequence[int]) -> None:
+        for eid in eids:
+            preds = []
+            for field_kind, ref_kind in ((MotionField, Reference), (FutureMotion, FutureReference)):
+                field = world.get_component(eid, field_kind)
+                ref = _view(world, eid, ref_kind)
+                if self.filter == "sharp" and field.subpel not in (1, 2, 4):
+                    raise BitstreamError(f"the sharp filter cannot interpolate 1/{field.subpel} pixel vectors")
+                preds.append(predict(ref, world.view(field.ref), block=field.block, subpel=field.subpel,
+                                     obmc=self.obmc, shape=ref.shape[:2], taps=self.filter).astype(np.uint16))
+            out = ((preds[0] + preds[1] + 1) >> 1).astype(np.uint8)
             world.add_component(eid, Prediction(ref=world.arena.copy_in(out)))
 
 
