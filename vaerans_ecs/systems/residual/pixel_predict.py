@@ -198,9 +198,10 @@ def _dequantise(st: PixelState, pred: I32, sym: NDArray[np.integer]) -> tuple[I3
 # ----------------------------------------------------------------------------- encoder
 
 
-def _gram(a: F64) -> F64:
-    """``a @ a.T`` of a (K, m) matrix in column blocks small enough that BLAS stays single-threaded:
-    threaded BLAS calls are many times slower on a machine whose cores are busy."""
+def _gram(a: NDArray[np.floating]) -> F64:
+    """``a @ a.T`` of a (K, m) matrix, accumulated in float64 over column blocks small enough that
+    BLAS stays single-threaded: threaded BLAS calls are many times slower on a machine whose cores
+    are busy."""
     out = np.zeros((a.shape[0], a.shape[0]))
     for i in range(0, a.shape[1], GRAM_ROWS):
         blk = a[:, i : i + GRAM_ROWS]
@@ -208,18 +209,20 @@ def _gram(a: F64) -> F64:
     return out
 
 
-def _fit(ay: F64) -> F64:
+def _fit(ay: NDArray[np.float32]) -> F64:
     """Weights ``w`` minimising roughly sum |y - w @ a| (IRLS from the least-squares start), where
-    ``ay`` stacks the (F, m) features ``a`` and the targets ``y`` as its last row."""
+    ``ay`` stacks the (F, m) features ``a`` and the targets ``y`` as its last row. Single precision
+    products (exact before the IRLS weights: integers, block sums below 2**24) are accurate
+    enough for weights rounded to 1/256."""
     nf = ay.shape[0] - 1
     reg = 1e-3 * np.eye(nf)
-    sub = ay[:, :: STAGE_STEPS[0]]
+    sub = np.ascontiguousarray(ay[:, :: STAGE_STEPS[0]])
     g = _gram(sub)
     w = np.linalg.solve(g[:nf, :nf] + reg, g[:nf, nf])
     for st in STAGE_STEPS[1:]:
         sub = ay[:, ::st]
-        res = sub[nf] - np.einsum("i,ij->j", w, sub[:nf])
-        sw = 1.0 / np.sqrt(np.maximum(np.abs(res), 1.0))
+        res = sub[nf] - np.einsum("i,ij->j", w.astype(np.float32), sub[:nf])
+        sw = 1.0 / np.sqrt(np.maximum(np.abs(res), np.float32(1.0)))
         g = _gram(sub * sw)
         w = np.linalg.solve(g[:nf, :nf] + reg, g[:nf, nf])
     out: F64 = np.asarray(w, dtype=np.float64)
@@ -248,18 +251,20 @@ def _quantiles(values: I64, n: int) -> list[int]:
 def _fit_weights(pl: _Plane, use_base: bool, x: I32, cls: U8, ncls: int) -> I64:
     feats = pl.feats + (pl.feats_base if use_base else [])
     nf = len(feats) + 1
+    idx = []
+    for j in range(ncls):  # the fitted rows of every class, gathered together
+        rows = _rows(np.flatnonzero(cls == j))
+        idx.append(rows if rows.size >= 4 * nf else _rows(np.arange(x.size, dtype=np.int64)))
+    ends = np.cumsum([i.size for i in idx]).tolist()
+    at = np.concatenate(idx)
+    ay = np.empty((nf + 1, at.size), dtype=np.float32)
+    for i, f in enumerate(feats):
+        ay[i] = f[at]
+    ay[nf - 1] = 1.0
+    ay[nf] = x[at] - pl.mc[at]
     out = np.zeros((ncls, nf), dtype=np.int64)
-    y_all = x - pl.mc
     for j in range(ncls):
-        idx = _rows(np.flatnonzero(cls == j))
-        if idx.size < 4 * nf:
-            idx = _rows(np.arange(x.size, dtype=np.int64))
-        ay = np.empty((nf + 1, idx.size))
-        for i, f in enumerate(feats):
-            ay[i] = f[idx]
-        ay[nf - 1] = 1.0
-        ay[nf] = y_all[idx]
-        w = _fit(ay)
+        w = _fit(ay[:, ends[j] - idx[j].size : ends[j]])
         out[j] = np.clip(np.round(w * (1 << SHIFT)), -W_LIMIT + 1, W_LIMIT - 1).astype(np.int64)
     return out
 
