@@ -60,18 +60,9 @@ class Pick:
     idx: I64
     lo: int
     hi: int
-    start: int
-    step: int
-
-    @property
-    def run(self) -> slice:
-        return slice(self.start, self.start + self.step * (self.hi - self.lo - 1) + 1, self.step)
-
-    @property
-    def others(self) -> I64:
-        """Positions outside the run."""
-        out: I64 = np.r_[0 : self.lo, self.hi : self.idx.size].astype(np.int64)
-        return out
+    run: slice
+    others: I64  # positions outside the run
+    other_idx: I64  # their indices
 
 
 def _pick(idx: I64, step: int) -> Pick:
@@ -81,7 +72,9 @@ def _pick(idx: I64, step: int) -> Pick:
     lo, hi = int(on[0]), int(on[-1]) + 1
     if hi - lo != on.size:  # not one run (never for the offsets used): all positions explicit
         lo = hi = 0
-    return Pick(idx, lo, hi, int(idx[lo]) if hi > lo else 0, step)
+    start = int(idx[lo]) if hi > lo else 0
+    others = np.concatenate((np.arange(lo), np.arange(hi, idx.size))).astype(np.int64)
+    return Pick(idx, lo, hi, slice(start, start + step * (hi - lo - 1) + 1, step), others, idx[others])
 
 
 def gather2(plane: NDArray[Any], rows: Pick, cols: Pick, add_to: NDArray[Any] | None = None) -> NDArray[Any]:
@@ -99,12 +92,10 @@ def gather2(plane: NDArray[Any], rows: Pick, cols: Pick, add_to: NDArray[Any] | 
     rl, rh, cl, ch = rows.lo, rows.hi, cols.lo, cols.hi
     if rh > rl and ch > cl:
         put((..., slice(rl, rh), slice(cl, ch)), plane[..., rows.run, cols.run])
-    ro = rows.others
-    if ro.size:
-        put((..., ro, slice(None)), plane[..., rows.idx[ro][:, None], cols.idx])
-    co = cols.others
-    if rh > rl and co.size:
-        put((..., slice(rl, rh), co), plane[..., rows.run, :][..., cols.idx[co]])
+    if rows.others.size:
+        put((..., rows.others, slice(None)), plane[..., rows.other_idx[:, None], cols.idx])
+    if rh > rl and cols.others.size:
+        put((..., slice(rl, rh), cols.others), plane[..., rows.run, :][..., cols.other_idx])
     return out
 
 
