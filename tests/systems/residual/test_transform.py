@@ -143,6 +143,54 @@ def test_synthetic_planes_choose_the_cheapest_wavelet() -> None:
     assert min(forced) < forced[0]  # on text, 9/7 is not the best
 
 
+def _mixed(h: int, w: int) -> np.ndarray:
+    """Text-like strokes on the left, a smooth noisy photo-like area on the right."""
+    text = _text_like(h, w // 2)[0]
+    photo = _image(1, h, w - w // 2, seed=6)[0]
+    return np.concatenate([text, photo], axis=1)[None].astype(np.float32)
+
+
+def test_tiles_round_trip_and_are_chosen_only_when_cheaper() -> None:
+    x = _mixed(72, 300)
+    step = 5.0
+
+    def cost(data: bytes) -> float:
+        err = decode_transform(data, 1, 72, 300) - x
+        return float(np.sum(err.astype(np.float64) ** 2)) + 0.1 * step**2 * 8 * len(data)
+
+    tiled = encode_transform(x, step, tiles=True)
+    assert tiled != encode_transform(x, step, tiles=False)
+    assert _rmse(x, decode_transform(tiled, 1, 72, 300)) < step
+    options = [cost(tiled)] + [cost(encode_transform(x, step, wavelet=n, tiles=False)) for n in WAVELETS]
+    assert cost(encode_transform(x, step)) == pytest.approx(min(options))
+
+
+@pytest.mark.parametrize(("c", "h", "w"), [(3, 130, 20), (1, 1, 300), (4, 129, 129)])
+def test_tiled_streams_of_any_shape(c: int, h: int, w: int) -> None:
+    x = _image(c, h, w, seed=8) if min(h, w) > 1 else np.full((c, h, w), 99.0, dtype=np.float32)
+    data = encode_transform(x, 2.0, tiles=True)
+    assert _rmse(x, decode_transform(data, c, h, w)) <= 1.5 * 2.0
+    with pytest.raises(BitstreamError):
+        decode_transform(data, c, h, w + 1)
+
+
+def test_tiled_stream_corruption_and_truncation_are_caught() -> None:
+    x = _mixed(20, 140)
+    data = encode_transform(x, 4.0, tiles=True)
+    ref = decode_transform(data, 1, 20, 140)
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x41
+        try:
+            out = decode_transform(bytes(bad), 1, 20, 140)
+        except BitstreamError:
+            continue
+        assert np.array_equal(out, ref)
+    for n in range(0, len(data), 3):
+        with pytest.raises(BitstreamError):
+            decode_transform(data[:n], 1, 20, 140)
+
+
 def test_rdo_trades_rate_for_distortion() -> None:
     x = _image(3, 64, 64, seed=9)
     plain = encode_transform(x, 4.0, rdo=0.0)

@@ -90,8 +90,8 @@ def _image(c: int, h: int, w: int) -> np.ndarray:
 
 
 @cache
-def _stream(step: float) -> bytes:
-    return encode_transform(_image(3, 9, 14), step)
+def _stream(step: float, tiles: bool) -> bytes:
+    return encode_transform(_image(3, 9, 14), step, tiles=tiles)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,7 +99,7 @@ def _stream(step: float) -> bytes:
 def test_resealed_mutations_raise_bitstream_error_or_decode(data: st.DataObject) -> None:
     """Mutations behind a valid check value reach the deeper parsers: they must stay well-behaved."""
     c, h, w = 3, 9, 14
-    stream = _stream(data.draw(st.sampled_from([0.02, 1.0, 20.0])))
+    stream = _stream(data.draw(st.sampled_from([0.02, 1.0, 20.0])), data.draw(st.booleans()))
     body = bytearray(stream[:-4])
     for _ in range(data.draw(st.integers(1, 3))):
         kind = data.draw(st.sampled_from(["set", "cut", "insert"]))
@@ -156,3 +156,18 @@ def test_sign_score_reads_only_decoded_neighbours_and_other_channels() -> None:
     assert t.shape == (18,) and t.min() >= 0 and t.max() > 0
     first = -np.ones((6, 6), dtype=np.int8)
     assert np.all(sign_score(np.zeros((6, 6), dtype=np.int8), 0, 2, None, first, None) < 0)
+
+
+def test_resealed_tile_headers_are_validated() -> None:
+    c, h, w = 1, 8, 20
+    stream = encode_transform(_image(c, h, w), 2.0, tiles=True)
+    body = bytearray(stream[:-4])
+    assert body[0] == fmt.TILED_VERSION
+    for pos, value in [(1, 3), (1, 16), (1, 4)]:  # tile side 8 / 65536 / 16 (two tiles, one coded)
+        bad = bytearray(body)
+        bad[pos] = value
+        with pytest.raises(BitstreamError):
+            decode_transform(fmt.seal(bytes(bad), (c, h, w, False)), c, h, w)
+    nested = fmt.pack_tiled(7, [bytes(stream)], (c, h, w, False))
+    with pytest.raises(BitstreamError):
+        decode_transform(nested, c, h, w)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -44,6 +46,7 @@ __all__ = [
     "MAX_ABS",
     "MAX_STEP",
     "MIN_STEP",
+    "TILE",
     "WAVELETS",
     "decode_transform",
     "encode_transform",
@@ -197,17 +200,20 @@ def encode_transform(
     chroma: float = 1.1,
     deadzone: float = 0.38,
     rdo: float = 0.1,
+    tiles: bool | None = None,
 ) -> bytes:
     """Code ``(C, H, W)`` float planes (pixel units) with quantiser step ``step`` (the rate knob).
 
     ``colour`` decorrelates the first three channels as RGB (C >= 3); ``levels`` wavelet levels
     (None: :func:`auto_levels`);
     ``wavelet`` one of :data:`WAVELETS`, or None to choose: CDF 9/7, except for planes that look
-    synthetic (many exactly equal neighbours), where every wavelet is tried and the lowest
+    synthetic (many exactly equal neighbours), where every wavelet, and independent TILE x TILE
+    tiles that each choose (mixed content), are tried and the lowest
     ``squared error + lambda * bits`` wins; ``chroma`` multiplies the step of the two
     colour-difference channels; ``deadzone`` is the rounding offset of the detail quantiser
     (0.5 = nearest) when ``rdo`` is 0; ``rdo`` > 0 is the Lagrangian of the rate-distortion
-    quantiser (squared steps per bit). Deterministic.
+    quantiser (squared steps per bit); ``tiles`` True codes independent TILE x TILE tiles (each
+    choosing its wavelet), False never, None tries them on synthetic planes. Deterministic.
     """
     x = np.asarray(planes)
     if x.ndim != 3 or not 1 <= x.shape[0] <= fmt.MAX_CHANNELS or x.shape[1] < 1 or x.shape[2] < 1:
@@ -218,6 +224,7 @@ def encode_transform(
     step32 = float(np.float32(step))
     if not math.isfinite(step32) or not MIN_STEP <= step32 <= MAX_STEP:
         raise VaeransError(f"encode_transform: step must lie in [{MIN_STEP:g}, {MAX_STEP:g}], got {step!r}")
+    explicit_levels = levels
     if levels is None:
         levels = auto_levels(x.shape[1], x.shape[2])
     if not 0 <= int(levels) <= fmt.MAX_LEVELS:
@@ -230,12 +237,19 @@ def encode_transform(
     if not 0.0 < deadzone <= 0.5 or not 0.0 <= rdo <= 10.0:
         raise VaeransError(f"encode_transform: need 0 < deadzone <= 0.5 and 0 <= rdo <= 10, got {deadzone}, {rdo}")
     opts = _Options(step32, int(levels), chroma_code, float(deadzone), float(rdo), bool(colour) and x.shape[0] >= 3)
-    candidates = [wavelet] if wavelet is not None else list(WAVELETS) if _looks_synthetic(x) else ["cdf97"]
+    synthetic = wavelet is None and _looks_synthetic(x)
+    names = [wavelet] if wavelet is not None else list(WAVELETS) if synthetic else ["cdf97"]
+    makers: list[tuple[str, Callable[[], bytes]]] = [(n, partial(_encode, x, opts, n)) for n in names]
+    if tiles or (tiles is None and synthetic and max(x.shape[1:]) > TILE):
+        tile_args = {"colour": colour, "levels": explicit_levels, "wavelet": wavelet, "chroma": chroma}
+        tile_args |= {"deadzone": deadzone, "rdo": rdo, "tiles": False}
+        makers = [] if tiles else makers
+        makers.append(("tiles", partial(_encode_tiles, x, step32, opts.colour, tile_args)))
+    if len(makers) == 1:
+        return makers[0][1]()
     best: tuple[float, bytes] | None = None
-    for name in candidates:
-        data = _encode(x, opts, name)
-        if len(candidates) == 1:
-            return data
+    for name, make in makers:
+        data = make()
         err = decode_transform(data, *x.shape, colour=colour) - x
         cost = float(np.sum(np.square(err, dtype=np.float64))) + _SELECT_LAMBDA * step32**2 * 8 * len(data)
         log.debug("transform coder: %s gives %d bytes, cost %.4g", name, len(data), cost)
@@ -243,6 +257,20 @@ def encode_transform(
             best = (cost, data)
     assert best is not None
     return best[1]
+
+
+#: Side of the tiles tried on synthetic images (each tile picks its own wavelet).
+TILE: Final = 128
+
+
+def _encode_tiles(x: F32, step: float, colour: bool, args: dict[str, Any]) -> bytes:
+    """Independent TILE x TILE streams (each with the automatic choices), in a tiled stream."""
+    c, h, w = x.shape
+    parts = [
+        encode_transform(np.ascontiguousarray(x[:, i : i + th, j : j + tw]), step, **args)
+        for i, j, th, tw in fmt.tile_grid(h, w, TILE)
+    ]
+    return fmt.pack_tiled(TILE.bit_length() - 1, parts, (c, h, w, colour))
 
 
 def auto_levels(height: int, width: int) -> int:
@@ -357,7 +385,16 @@ def _decode(data: bytes, c: int, h: int, w: int, colour: bool) -> F32:
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 1 <= int(v) <= hi:
             raise BitstreamError(f"transform stream: invalid {name} {v!r}")
     c, h, w = int(c), int(h), int(w)
-    stream = fmt.unpack(bytes(data), (c, h, w, bool(colour) and c >= 3))
+    data = bytes(data)
+    if data[:1] == bytes([fmt.TILED_VERSION]):
+        tile, parts = fmt.unpack_tiled(data, (c, h, w, bool(colour) and c >= 3))
+        out = np.empty((c, h, w), dtype=np.float32)
+        for (i, j, th, tw), tile_data in zip(fmt.tile_grid(h, w, tile), parts, strict=True):
+            if tile_data[:1] == bytes([fmt.TILED_VERSION]):
+                raise BitstreamError("transform stream: tiles do not nest")
+            out[:, i : i + th, j : j + tw] = _decode(tile_data, c, th, tw, colour)
+        return out
+    stream = fmt.unpack(data, (c, h, w, bool(colour) and c >= 3))
     hd = stream.header
     geo = _geometry(c, h, w, hd.levels)
     if geo.levels != hd.levels:

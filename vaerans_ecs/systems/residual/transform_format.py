@@ -23,6 +23,14 @@
 
 The CRC covers the geometry the container passes to the decoder, so a stream decoded with a
 different size fails before anything is allocated.
+
+A tiled stream (first byte TILED_VERSION) codes the image as independent tiles::
+
+    u8      TILED_VERSION (2)
+    u8      log2 of the tile side T (4..15)
+    tiles   ceil(H/T) * ceil(W/T) times, in raster order: LEB128 length + a version-1 stream of
+            that tile (C, its own height and width, the same colour flag)
+    u32     CRC-32 of (C, H, W, colour as 4 x u32) followed by every byte before it
 """
 
 from __future__ import annotations
@@ -49,17 +57,23 @@ __all__ = [
     "MAX_STEP",
     "N_WAVELETS",
     "MIN_STEP",
+    "TILED_VERSION",
     "VERSION",
     "Header",
     "Stream",
     "leb128_decode",
     "leb128_encode",
     "pack",
+    "pack_tiled",
     "seal",
+    "tile_grid",
     "unpack",
+    "unpack_tiled",
 ]
 
 VERSION: Final = 1
+TILED_VERSION: Final = 2
+_MIN_TILE_BYTES: Final = 17  # a LEB128 length byte and the smallest version-1 stream
 MAX_CHANNELS: Final = 4
 MAX_LEVELS: Final = 12
 N_WAVELETS: Final = 3
@@ -171,19 +185,60 @@ class Stream:
             payload = self._take(self._varint())
             raw = coder.decode(payload, [n_bytes])[0]
             out = leb128_decode(raw, count)
+        self.finish()
+        return out
+
+    def finish(self) -> None:
+        """The stream must be fully consumed."""
         if self._pos != len(self._body):
             raise BitstreamError("transform stream: trailing bytes")
-        return out
+
+
+def _checked_body(data: bytes, geom: Geometry, minimum: int) -> bytes:
+    """The bytes before the check value, once it matches (with the caller's geometry)."""
+    if len(data) < minimum + 4:
+        raise BitstreamError("transform stream: truncated header")
+    body, tail = data[:-4], data[-4:]
+    if zlib.crc32(body, zlib.crc32(_geometry_prefix(geom))) != struct.unpack("<I", tail)[0]:
+        raise BitstreamError("transform stream: check value mismatch (corrupted, or decoded with another size)")
+    return body
+
+
+def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of each tile in raster order."""
+    return [
+        (i, j, min(tile, height - i), min(tile, width - j))
+        for i in range(0, height, tile)
+        for j in range(0, width, tile)
+    ]
+
+
+def pack_tiled(tile_log2: int, parts: Sequence[bytes], geom: Geometry) -> bytes:
+    """A tiled stream of the tiles' own streams (raster order)."""
+    body = bytes([TILED_VERSION, tile_log2]) + b"".join(_varint(len(p)) + p for p in parts)
+    return seal(body, geom)
+
+
+def unpack_tiled(data: bytes, geom: Geometry) -> tuple[int, list[bytes]]:
+    """Check a tiled stream and return (tile side, the tiles' streams); lengths are validated."""
+    body = _checked_body(data, geom, 2)
+    tile_log2 = body[1]
+    if body[0] != TILED_VERSION or not 4 <= tile_log2 <= 15:
+        raise BitstreamError("transform stream: invalid tile header")
+    tile = 1 << tile_log2
+    n = -(-geom[1] // tile) * -(-geom[2] // tile)
+    if n * _MIN_TILE_BYTES > len(body):
+        raise BitstreamError("transform stream: too short for its tiles")
+    reader = Stream(body, Header(0.0, 0, 0, 0, [], np.zeros((0, 0), dtype=bool)), 2)
+    reader.expect_records(n)
+    reader.finish()
+    return tile, reader.records
 
 
 def unpack(data: bytes, geom: Geometry) -> Stream:
     """Check the CRC (with the caller's geometry) and parse the header."""
     c = geom[0]
-    if len(data) < _FIXED.size + 4:
-        raise BitstreamError("transform stream: truncated header")
-    body, tail = data[:-4], data[-4:]
-    if zlib.crc32(body, zlib.crc32(_geometry_prefix(geom))) != struct.unpack("<I", tail)[0]:
-        raise BitstreamError("transform stream: check value mismatch (corrupted, or decoded with another size)")
+    body = _checked_body(data, geom, _FIXED.size)
     version, step, levels, wavelet, chroma, *bias = _FIXED.unpack_from(body, 0)
     if version != VERSION:
         raise BitstreamError(f"transform stream: unsupported version {version}")
