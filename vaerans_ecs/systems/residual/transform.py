@@ -207,13 +207,13 @@ def encode_transform(
     ``colour`` decorrelates the first three channels as RGB (C >= 3); ``levels`` wavelet levels
     (None: :func:`auto_levels`);
     ``wavelet`` one of :data:`WAVELETS`, or None to choose: CDF 9/7, except for planes that look
-    synthetic (many exactly equal neighbours), where every wavelet, and independent TILE x TILE
-    tiles that each choose (mixed content), are tried and the lowest
-    ``squared error + lambda * bits`` wins; ``chroma`` multiplies the step of the two
+    synthetic (many exactly equal neighbours), where every wavelet is tried, and independent
+    TILE x TILE tiles that each choose when some tiles look synthetic and others not (mixed
+    content); the lowest ``squared error + lambda * bits`` wins; ``chroma`` multiplies the step of the two
     colour-difference channels; ``deadzone`` is the rounding offset of the detail quantiser
     (0.5 = nearest) when ``rdo`` is 0; ``rdo`` > 0 is the Lagrangian of the rate-distortion
     quantiser (squared steps per bit); ``tiles`` True codes independent TILE x TILE tiles (each
-    choosing its wavelet), False never, None tries them on synthetic planes. Deterministic.
+    choosing its wavelet), False never, None as said above. Deterministic.
     """
     x = np.asarray(planes)
     if x.ndim != 3 or not 1 <= x.shape[0] <= fmt.MAX_CHANNELS or x.shape[1] < 1 or x.shape[2] < 1:
@@ -240,7 +240,7 @@ def encode_transform(
     synthetic = wavelet is None and _looks_synthetic(x)
     names = [wavelet] if wavelet is not None else list(WAVELETS) if synthetic else ["cdf97"]
     makers: list[tuple[str, Callable[[], bytes]]] = [(n, partial(_encode, x, opts, n)) for n in names]
-    if tiles or (tiles is None and synthetic and max(x.shape[1:]) > TILE):
+    if tiles or (tiles is None and synthetic and max(x.shape[1:]) > TILE and _mixed_tiles(x)):
         tile_args = {"colour": colour, "levels": explicit_levels, "wavelet": wavelet, "chroma": chroma}
         tile_args |= {"deadzone": deadzone, "rdo": rdo, "tiles": False}
         makers = [] if tiles else makers
@@ -285,6 +285,13 @@ def auto_levels(height: int, width: int) -> int:
 _SYNTHETIC_SHARE: Final = 0.3
 #: Lagrangian (squared steps per bit) of the choice between wavelets.
 _SELECT_LAMBDA: Final = 0.1
+
+
+def _mixed_tiles(x: F32) -> bool:
+    """Whether some TILE x TILE tiles look synthetic and others do not (mixed content)."""
+    _, h, w = x.shape
+    kinds = {_looks_synthetic(x[:, i : i + th, j : j + tw]) for i, j, th, tw in fmt.tile_grid(h, w, TILE)}
+    return len(kinds) > 1
 
 
 def _looks_synthetic(x: F32) -> bool:
