@@ -74,8 +74,14 @@ def decode(data: bytes) -> tuple[list[U8], list[tuple[float, float]], SequenceRe
     return frames, times, reader
 
 
-def fps(times: list[float]) -> float:
-    return 1.0 / statistics.median(times)
+def fps(runs: list[list[float]]) -> float:
+    """Frames per second of the median run (frames / that run's total seconds).
+
+    Per-frame medians would mislead: with B-frames a write() that only buffers a frame costs
+    nothing and the next one codes two, and the reader decodes an anchor before the B-frame
+    it shows first.
+    """
+    return statistics.median(len(r) / sum(r) for r in runs)
 
 
 def memory(frames: list[U8], counts: list[int], quality: float) -> dict[str, dict[int, int]]:
@@ -129,31 +135,33 @@ def main() -> int:
     h, w = frames[0].shape[:2]
     load_before = os.getloadavg()
     encode(frames[:3], args.quality, args.gop)  # warm-up: model sessions, caches
-    enc_t: list[tuple[float, float]] = []
-    dec_t: list[tuple[float, float]] = []
+    enc_t: list[list[tuple[float, float]]] = []
+    dec_t: list[list[tuple[float, float]]] = []
     stages: dict[str, float] = {}
     dstages: dict[str, float] = {}
     for _ in range(args.repeats):
         data, t, writer = encode(frames, args.quality, args.gop)
         out, td, reader = decode(data)
-        enc_t += t
-        dec_t += td
+        enc_t.append(t)
+        dec_t.append(td)
         for k, v in writer.timings.items():
             stages[k] = stages.get(k, 0.0) + v
         for k, v in reader.timings.items():
             dstages[k] = dstages.get(k, 0.0) + v
     keys = set(writer.keyframes)
-    inter = [i for i in range(len(frames)) if i not in keys]
     n_all = args.repeats * len(frames)
     psnr = statistics.fmean(10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2))
                             for a, b in zip(frames, out, strict=True))
     result = {
         "clip": args.clip, "frames": len(frames), "size": [w, h], "quality": args.quality,
         "bpp": len(data) * 8 / (len(frames) * h * w), "psnr": psnr, "keyframes": sorted(keys),
-        "encode_fps_wall": fps([t[0] for t in enc_t]), "encode_fps_cpu": fps([t[1] for t in enc_t]),
-        "decode_fps_wall": fps([t[0] for t in dec_t]), "decode_fps_cpu": fps([t[1] for t in dec_t]),
-        "inter_encode_fps_cpu": fps([enc_t[r * len(frames) + i][1] for r in range(args.repeats) for i in inter]),
-        "inter_decode_fps_cpu": fps([dec_t[r * len(frames) + i][1] for r in range(args.repeats) for i in inter]),
+        "encode_fps_wall": fps([[t[0] for t in run] for run in enc_t]),
+        "encode_fps_cpu": fps([[t[1] for t in run] for run in enc_t]),
+        "decode_fps_wall": fps([[t[0] for t in run] for run in dec_t]),
+        "decode_fps_cpu": fps([[t[1] for t in run] for run in dec_t]),
+        # without the keyframe (frame 0: the image codec, then the first anchor)
+        "inter_encode_fps_cpu": fps([[t[1] for t in run[1:]] for run in enc_t]),
+        "inter_decode_fps_cpu": fps([[t[1] for t in run[1:]] for run in dec_t]),
         "encode_stage_ms": {k: 1000 * v / n_all for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
         "decode_stage_ms": {k: 1000 * v / n_all for k, v in sorted(dstages.items(), key=lambda kv: -kv[1])},
         "load_before": load_before, "load_after": os.getloadavg(), "cpus": os.cpu_count(),

@@ -167,3 +167,13 @@ def test_b_frames_round_trip_in_display_order_and_random_access_skips_them(pan: 
         for frame in pan[:3]:
             short.write(frame)
     assert len(list(decompress_sequence(short.getvalue()))) == 3
+
+
+def test_target_bpp_is_approached_and_ordered() -> None:
+    frames = moving_frames(16, 48, 64)
+    rates = []
+    for target in (0.5, 3.0):
+        data = compress_sequence(frames, target_bpp=target)
+        rates.append(len(data) * 8 / (16 * 48 * 64))
+        assert 0.6 * target < rates[-1] < 1.5 * target, (target, rates[-1])
+    assert rates[0] < rates[1]

@@ -193,21 +193,24 @@ class ConstantQuality(RateControl):
 
 
 @register_system
-class TargetRate(RateControl):
-    """Aim at ``bpp`` bits per pixel on average: keyframes get ``key_share`` GOPs' worth of inter bits.
+class TargetRate(ConstantQuality):
+    """Aim at ``bpp`` bits per pixel on average, at an even quality across frames.
 
-    After each frame the inter step moves by the log ratio of the bits spent to the bits the
-    budget allows so far (a leaky bucket over the last ``window`` frames).
+    Keyframes ask the image codec for ``key_factor`` times the average rate. Inter frames work as
+    in :class:`ConstantQuality` (the step that gives a target error, from the learned error
+    model), but the target error itself follows the budget: after every P-frame it is scaled by
+    the ratio of the bits spent to the bits allowed over the last ``window`` frames (a leaky
+    bucket; at most a factor 2 a frame), so the quality moves smoothly instead of the step jumping.
     """
 
     name: ClassVar[str] = "TargetRate"
     config_fields: ClassVar[tuple[str, ...]] = ("bpp", "key_factor", "window")
 
-    def __init__(self, bpp: float = 0.1, key_factor: float = 6.0, window: int = 8) -> None:
+    def __init__(self, bpp: float = 0.1, key_factor: float = 4.0, window: int = 8) -> None:
         if not isinstance(bpp, int | float) or not 0 < bpp <= 64:
             raise ConfigError(f"bpp must be in (0, 64], got {bpp!r}")
+        super().__init__()
         self.bpp, self.key_factor, self.window = float(bpp), float(key_factor), int(window)
-        self.log_step = math.log(16.0)
         self.spent = 0.0
         self.allowed = 0.0
 
@@ -217,21 +220,17 @@ class TargetRate(RateControl):
     def key_step(self) -> float:
         return self.step() / 1.5
 
-    def step(self) -> float:
-        return float(np.clip(math.exp(self.log_step), MIN_STEP, MAX_INTER_STEP))
-
     def update(self, stats: FrameStats) -> None:
         bpp = stats.bits / stats.pixels
         decay = 1.0 - 1.0 / self.window
-        self.spent = self.spent * decay + bpp
+        planned = self.bpp * (self.key_factor if stats.key else 1.0)  # a keyframe's cost is planned
+        self.spent = self.spent * decay + bpp - planned + self.bpp
         self.allowed = self.allowed * decay + self.bpp
-        if stats.key:
-            self.spent -= bpp - self.bpp  # a keyframe's cost is planned, not an overshoot
-            return
-        if stats.step is not None:
-            # rate ~ step ** -1.2 for these residuals: move the step by the error in log rate
+        super().update(stats)
+        if not stats.key and not stats.bi and self.target is not None:
             err = math.log(max(self.spent, 1e-6) / max(self.allowed, 1e-6))
-            self.log_step = math.log(stats.step) + 0.8 * err
+            self.target *= math.exp(float(np.clip(1.5 * err, -0.7, 0.7)))
+            self.log_step = math.log(_mse_step(self.target, math.exp(self.log_k)))
 
 
 @register_system
