@@ -72,7 +72,7 @@ register_section(ANCILLARY | 0x02, "exif", "metadata: the source's EXIF block")
 register_section(ANCILLARY | 0x03, "mode", "metadata: the source's image mode (e.g. 'L', 'P', 'RGBA')")
 register_section(ANCILLARY | 0x04, "plugins", "container: the distributions providing the plugins the stream names")
 
-#: The ancillary metadata sections an image stream may carry (name -> what it holds).
+#: The ancillary metadata sections an image stream may carry.
 METADATA: tuple[str, ...] = ("icc", "exif", "mode")
 _MAX_METADATA = 1 << 20
 
