@@ -49,6 +49,7 @@ def mixed_dir(tmp_path: Path) -> Path:
 
 def test_lossless_and_max_error_checked_on_every_image(mixed_dir: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("imagecodecs", reason="the jpegls anchor needs imagecodecs (test extra)")
     out = tmp_path / "out"
     codecs = "vaerans:lossless,vaerans:max_error=2,png,jpegls:near=2"
     rc = main(["--data", str(mixed_dir), "--codecs", codecs, "--out", str(out), "--quiet", "--no-plots",
@@ -155,6 +156,7 @@ def test_png_anchor_keeps_the_palette() -> None:
 @given(k=st.sampled_from([1, 2, 4]), seed=st.integers(0, 2**16), h=st.integers(3, 14), w=st.integers(3, 14),
        c=st.sampled_from([1, 3]))
 def test_max_error_spec_holds_its_bound(k: int, seed: int, h: int, w: int, c: int) -> None:
+    pytest.importorskip("imagecodecs", reason="the jpegls anchor needs imagecodecs (test extra)")
     img = noisy(h, w, c, seed)
     for spec in (f"vaerans:max_error={k}", f"jpegls:near={k}"):
         point = measure_point(parse_codec(spec), "x", img, float(k), 1)
