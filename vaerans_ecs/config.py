@@ -32,6 +32,7 @@ __all__ = [
     "find_config_file",
     "get_config",
     "load_config",
+    "read_toml",
     "set_config",
 ]
 
@@ -198,19 +199,23 @@ def parse_config(raw: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError(f"{where}: " + "; ".join(problems)) from None
 
 
+def read_toml(file: Path, what: str = "config file") -> dict[str, Any]:
+    """The tables of a TOML file; unreadable files and invalid TOML raise :class:`ConfigError`."""
+    try:
+        with open(file, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {file}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Load and validate ``path`` (or the file found by :func:`find_config_file`)."""
     file = Path(path) if path is not None else find_config_file()
     if file is None:
         return Config()
-    try:
-        with open(file, "rb") as fh:
-            raw = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
-    return parse_config(raw, file.resolve())
+    return parse_config(read_toml(file), file.resolve())
 
 
 _current: Config | None = None

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from vaerans_ecs.config import Config, JobConfig, get_config, load_config, parse_config
+from vaerans_ecs.config import Config, JobConfig, get_config, load_config, parse_config, read_toml
 from vaerans_ecs.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 __all__ = ["EXAMPLE_NAME", "example_job", "load_job"]
 
@@ -38,13 +32,7 @@ def load_job(path: str | os.PathLike[str], *, base: Config | None = None) -> tup
     problem.
     """
     file = Path(path)
-    try:
-        with open(file, "rb") as fh:
-            raw = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read job file {file}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    raw = read_toml(file, "job file")
     if "job" not in raw:
         raise ConfigError(f"{file}: no [job] table ({_SEE})")
     ambient = base if base is not None else get_config()
