@@ -50,6 +50,7 @@ __all__ = [
     "WAVELETS",
     "decode_transform",
     "encode_transform",
+    "encode_transform_recon",
 ]
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,39 @@ def encode_transform(
     quantiser (squared steps per bit); ``tiles`` True codes independent TILE x TILE tiles (each
     choosing its wavelet), False never, None as said above. Deterministic.
     """
+    return _encode_transform(planes, step, colour, levels, wavelet, chroma, deadzone, rdo, tiles, None)
+
+
+def encode_transform_recon(
+    planes: NDArray[np.float32],
+    step: float,
+    *,
+    colour: bool = True,
+    levels: int | None = None,
+    wavelet: str | None = None,
+    chroma: float = 1.1,
+    deadzone: float = 0.38,
+    rdo: float = 0.1,
+    tiles: bool | None = None,
+) -> tuple[bytes, F32]:
+    """:func:`encode_transform`, and the planes :func:`decode_transform` returns for its stream.
+
+    A closed-loop encoder needs the decoder's reconstruction; this builds it from the quantised
+    coefficients the encoder already holds (the decoder's own dequantiser and inverse transform)
+    instead of entropy-decoding the stream again.
+    """
+    keep: list[F32] = []
+    data = _encode_transform(planes, step, colour, levels, wavelet, chroma, deadzone, rdo, tiles, keep)
+    if not keep:  # a tiled stream alone: decode it
+        c, h, w = np.shape(planes)
+        return data, decode_transform(data, c, h, w, colour=colour)
+    return data, keep[0]
+
+
+def _encode_transform(
+    planes: NDArray[np.float32], step: float, colour: bool, levels: int | None, wavelet: str | None,
+    chroma: float, deadzone: float, rdo: float, tiles: bool | None, keep: list[F32] | None,
+) -> bytes:
     x = np.asarray(planes)
     if x.ndim != 3 or not 1 <= x.shape[0] <= fmt.MAX_CHANNELS or x.shape[1] < 1 or x.shape[2] < 1:
         raise VaeransError(f"encode_transform expects (C, H, W) planes with C in 1..4, got shape {x.shape}")
@@ -246,16 +280,19 @@ def encode_transform(
         makers = [] if tiles else makers
         makers.append(("tiles", partial(_encode_tiles, x, step32, opts.colour, tile_args)))
     if len(makers) == 1:
-        return makers[0][1]()
-    best: tuple[float, bytes] | None = None
+        name = makers[0][0]
+        return _encode(x, opts, name, keep) if name != "tiles" else makers[0][1]()
+    best: tuple[float, bytes, F32] | None = None
     for name, make in makers:
         data = make()
-        err = decode_transform(data, *x.shape, colour=colour) - x
-        cost = float(np.sum(np.square(err, dtype=np.float64))) + _SELECT_LAMBDA * step32**2 * 8 * len(data)
+        decoded = decode_transform(data, *x.shape, colour=colour)
+        cost = float(np.sum(np.square(decoded - x, dtype=np.float64))) + _SELECT_LAMBDA * step32**2 * 8 * len(data)
         log.debug("transform coder: %s gives %d bytes, cost %.4g", name, len(data), cost)
         if best is None or cost < best[0]:
-            best = (cost, data)
+            best = (cost, data, decoded)
     assert best is not None
+    if keep is not None:
+        keep.append(best[2])
     return best[1]
 
 
@@ -316,7 +353,8 @@ class _Options:
     colour: bool
 
 
-def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
+def _encode(x: F32, opts: _Options, wavelet: str, keep: list[F32] | None = None) -> bytes:
+    """One stream with one wavelet; ``keep`` (when given) receives the decoder's reconstruction."""
     c, h, w = x.shape
     geo = _geometry(c, h, w, opts.levels)
     dec = dwt_forward(colour_forward(x) if opts.colour else x, geo.levels, wavelet)
@@ -340,6 +378,8 @@ def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
     records = [coder.encode(list(sym))]
     escapes = [esc.ravel()]
     state = _PassState(geo)
+    # the decoder's coefficient planes, for the reconstruction (when asked)
+    q_det = [] if keep is None else [[np.zeros((c, bh, bw), dtype=np.int32) for bh, bw in r] for r in geo.shapes]
     stats = tq.RateDistortionStats()
     done: tuple[int, int, int, I64] | None = None  # the previous pass: its signs ride with this one
     for lev, ch, phase in _passes(geo, nonzero):
@@ -352,6 +392,9 @@ def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
         records.append(coder.encode(arrays + _split_by_class(sym, cls)))
         escapes.append(esc)
         state.record(lev, ch, phase, q)
+        if keep is not None:
+            for o, part in enumerate(state.split(lev, phase, q)):
+                ctx.scatter(q_det[lev][o][ch], phase, part)
         done = (lev, ch, phase, q)
     if done is not None:
         records.append(coder.encode(_encode_signs(state, done)))
@@ -367,6 +410,8 @@ def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
         nonzero=nonzero,
     )
     out = fmt.pack(header, records, len(esc_bytes), esc_payload, (c, h, w, opts.colour))
+    if keep is not None:
+        keep.append(_reconstruct(geo, header, q_det, q_ll, opts.colour))
     log.debug("transform coder: %d bytes for %dx%dx%d at step %g (%s)", len(out), c, h, w, opts.step, wavelet)
     return out
 
