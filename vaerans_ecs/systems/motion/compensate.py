@@ -111,8 +111,10 @@ class PhasePlanes:
             self._bilinear(arr, wanted, planes, rounded)
         else:
             raise ValueError(f"unknown sub-pel filter {taps!r}")
+        self._planes = planes
         # one record per sample (all channels): a gather moves each sample in one copy
         self._flat = planes.reshape(-1, self.c).view(np.dtype((np.void, 2 * self.c))).ravel()
+        self._windows: dict[int, U16] = {}
 
     def _bilinear(self, arr: NDArray[np.integer], wanted: list[tuple[int, int]], planes: U16, rounded: bool) -> None:
         m, s, sh = self.m, self.s, _shift(self.s)
@@ -157,15 +159,31 @@ class PhasePlanes:
             if scale:
                 out <<= scale
 
-    def base(self, y: I32, x: I32, mv: I32, size: int) -> I64:
-        """Flat index of the top-left sample of blocks at (y, x) displaced by ``mv``."""
+    def _coords(self, y: I32, x: I32, mv: I32, size: int) -> tuple[I32, I32, I32]:
+        """Plane, row and column (in the padded planes) of the top-left samples of displaced blocks."""
         sh, m = _shift(self.s), self.m
         iy = np.clip(y + (mv[..., 0] >> sh), -m, self.h + m - size) + m
         ix = np.clip(x + (mv[..., 1] >> sh), -m, self.w + m - size) + m
         phase = self.lookup[(mv[..., 0] & (self.s - 1)) * self.s + (mv[..., 1] & (self.s - 1))]
         if np.any(phase < 0):
             raise ValueError("PhasePlanes: a vector uses a fraction that was not prepared")
+        return phase, iy, ix
+
+    def base(self, y: I32, x: I32, mv: I32, size: int) -> I64:
+        """Flat index of the top-left sample of blocks at (y, x) displaced by ``mv``."""
+        phase, iy, ix = self._coords(y, x, mv, size)
         out: I64 = (phase.astype(np.int64) * self.hp + iy) * self.wp + ix
+        return out
+
+    def blocks(self, y: I32, x: I32, mv: I32, size: int) -> U16:
+        """Blocks (..., C, size, size) at top-left (y, x) displaced by ``mv`` (what :meth:`gather` reads,
+        channels first): one indexing of a sliding-window view, no per-sample index arrays."""
+        windows = self._windows.get(size)
+        if windows is None:
+            windows = np.lib.stride_tricks.sliding_window_view(self._planes, (size, size), axis=(1, 2))
+            self._windows[size] = windows
+        phase, iy, ix = self._coords(y, x, mv, size)
+        out: U16 = windows[phase, iy, ix]
         return out
 
     def take(self, idx: NDArray[np.int64]) -> U16:

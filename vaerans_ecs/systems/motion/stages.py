@@ -37,7 +37,7 @@ from vaerans_ecs.systems.motion.components import (
     Prediction,
     Reference,
 )
-from vaerans_ecs.systems.motion.search import estimate_motion, luma, pad_to_blocks
+from vaerans_ecs.systems.motion.search import LumaPyramid, estimate_motion, luma, luma_pyramid, pad_to_blocks
 from vaerans_ecs.systems.motion.vectors import decode_vectors, encode_vectors
 from vaerans_ecs.systems.residual.pixel import MAX_ERROR, decode_pixels, encode_pixels
 from vaerans_ecs.systems.residual.transform import (
@@ -183,12 +183,13 @@ class BlockMotion(System):
         if self.mode is Mode.INVERSE:
             return  # the decoder's vectors were loaded from the stream
         for eid in eids:
-            cur = pad_to_blocks(luma(_view(world, eid, RGB)), self.block)
-            ref = pad_to_blocks(luma(_view(world, eid, Reference)), self.block)
+            cur = LumaPyramid(pad_to_blocks(luma(_view(world, eid, RGB)), self.block))
+            ref = luma_pyramid(_view(world, eid, Reference), self.block)  # shared with the other searches into it
             lam = self._lam(world, eid)
             world.add_component(eid, self._field(world, MotionField, cur, ref, lam))
 
-    def _field(self, world: World, kind: type[MotionField], cur: I32, ref: I32, lam: int) -> MotionField:
+    def _field(self, world: World, kind: type[MotionField], cur: LumaPyramid, ref: LumaPyramid,
+               lam: int) -> MotionField:
         mv = estimate_motion(cur, ref, block=self.block, levels=self.levels, radius=self.radius,
                              subpel=self.subpel, lam=lam, taps=self.filter)
         limit = self.reach * self.subpel
@@ -236,10 +237,10 @@ class BiMotion(BlockMotion):
         if self.mode is Mode.INVERSE:
             return
         for eid in eids:
-            cur = pad_to_blocks(luma(_view(world, eid, RGB)), self.block)
+            cur = LumaPyramid(pad_to_blocks(luma(_view(world, eid, RGB)), self.block))  # one for both searches
             lam = self._lam(world, eid)
             for kind, ref_kind in ((MotionField, Reference), (FutureMotion, FutureReference)):
-                ref = pad_to_blocks(luma(_view(world, eid, ref_kind)), self.block)
+                ref = luma_pyramid(_view(world, eid, ref_kind), self.block)
                 world.add_component(eid, self._field(world, kind, cur, ref, lam))
 
     def stream_data(self, world: World, eid: int) -> bytes:
