@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -239,9 +237,6 @@ def encode_transform_recon(
     """
     keep: list[F32] = []
     data = _encode_transform(planes, step, colour, levels, wavelet, chroma, deadzone, rdo, tiles, keep)
-    if not keep:  # a tiled stream alone: decode it
-        c, h, w = np.shape(planes)
-        return data, decode_transform(data, c, h, w, colour=colour)
     return data, keep[0]
 
 
@@ -273,19 +268,24 @@ def _encode_transform(
     opts = _Options(step32, int(levels), chroma_code, float(deadzone), float(rdo), bool(colour) and x.shape[0] >= 3)
     synthetic = wavelet is None and _looks_synthetic(x)
     names = [wavelet] if wavelet is not None else list(WAVELETS) if synthetic else ["cdf97"]
-    makers: list[tuple[str, Callable[[], bytes]]] = [(n, partial(_encode, x, opts, n)) for n in names]
-    if tiles or (tiles is None and synthetic and max(x.shape[1:]) > TILE and _mixed_tiles(x)):
+    use_tiles = bool(tiles) or (tiles is None and synthetic and max(x.shape[1:]) > TILE and _mixed_tiles(x))
+    if use_tiles:
         tile_args = {"colour": colour, "levels": explicit_levels, "wavelet": wavelet, "chroma": chroma}
         tile_args |= {"deadzone": deadzone, "rdo": rdo, "tiles": False}
-        makers = [] if tiles else makers
-        makers.append(("tiles", partial(_encode_tiles, x, step32, opts.colour, tile_args)))
-    if len(makers) == 1:
-        name = makers[0][0]
-        return _encode(x, opts, name, keep) if name != "tiles" else makers[0][1]()
+        names = ["tiles"] if tiles else [*names, "tiles"]
+    if len(names) == 1 and names[0] != "tiles":
+        return _encode(x, opts, names[0], keep)
     best: tuple[float, bytes, F32] | None = None
-    for name, make in makers:
-        data = make()
-        decoded = decode_transform(data, *x.shape, colour=colour)
+    for name in names:  # each candidate with its reconstruction (what the decoder would return)
+        if name == "tiles":
+            data, decoded = _encode_tiles(x, step32, opts.colour, tile_args)
+        else:
+            one: list[F32] = []
+            data = _encode(x, opts, name, one)
+            decoded = one[0]
+        if len(names) == 1:
+            best = (0.0, data, decoded)
+            break
         cost = float(np.sum(np.square(decoded - x, dtype=np.float64))) + _SELECT_LAMBDA * step32**2 * 8 * len(data)
         log.debug("transform coder: %s gives %d bytes, cost %.4g", name, len(data), cost)
         if best is None or cost < best[0]:
@@ -300,14 +300,16 @@ def _encode_transform(
 TILE: Final = 128
 
 
-def _encode_tiles(x: F32, step: float, colour: bool, args: dict[str, Any]) -> bytes:
-    """Independent TILE x TILE streams (each with the automatic choices), in a tiled stream."""
+def _encode_tiles(x: F32, step: float, colour: bool, args: dict[str, Any]) -> tuple[bytes, F32]:
+    """Independent TILE x TILE streams (each with the automatic choices), in a tiled stream, and its decoding."""
     c, h, w = x.shape
-    parts = [
-        encode_transform(np.ascontiguousarray(x[:, i : i + th, j : j + tw]), step, **args)
-        for i, j, th, tw in fmt.tile_grid(h, w, TILE)
-    ]
-    return fmt.pack_tiled(TILE.bit_length() - 1, parts, (c, h, w, colour))
+    parts = []
+    out = np.empty((c, h, w), dtype=np.float32)
+    for i, j, th, tw in fmt.tile_grid(h, w, TILE):
+        data, decoded = encode_transform_recon(np.ascontiguousarray(x[:, i : i + th, j : j + tw]), step, **args)
+        parts.append(data)
+        out[:, i : i + th, j : j + tw] = decoded
+    return fmt.pack_tiled(TILE.bit_length() - 1, parts, (c, h, w, colour)), out
 
 
 def auto_levels(height: int, width: int) -> int:
