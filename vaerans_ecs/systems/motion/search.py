@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from vaerans_ecs.systems.motion.compensate import PhasePlanes, block_grid
 from vaerans_ecs.systems.motion.vectors import median_prediction
 
-__all__ = ["LumaPyramid", "estimate_motion", "luma", "luma_pyramid", "pad_to_blocks"]
+__all__ = ["LumaPyramid", "block_sums", "estimate_motion", "luma", "luma_pyramid", "pad_to_blocks"]
 
 I32 = NDArray[np.int32]
 U8 = NDArray[np.uint8]
@@ -115,7 +115,7 @@ def _mv_bits(mv: I32, pred: I32) -> I32:
     return out
 
 
-def _block_sums(d: NDArray[np.int16], b: int) -> I32:
+def block_sums(d: NDArray[np.int16], b: int) -> I32:
     """Sums over b x b blocks of (H, n, W) absolute differences (<= 255): (H // b, n, W // b).
 
     Adds strided slices (rows, then columns) instead of a reduction over two short axes.
@@ -151,7 +151,7 @@ def _full_search(cur: I32, ref: I32, b: int, radius: int, lam: int) -> I32:
         windows = np.lib.stride_tricks.sliding_window_view(rows, w, axis=1)  # (h, n, w): column offsets
         np.subtract(cur16[:, None, :], windows, out=diff)
         np.abs(diff, out=diff)
-        sad = _block_sums(diff, b).astype(np.int64)  # (ny, n, nx)
+        sad = block_sums(diff, b).astype(np.int64)  # (ny, n, nx)
         sad += (penalty + lam * abs(dy))[None, :, None]
         arg = np.argmin(sad, axis=1)
         cost = np.take_along_axis(sad, arg[:, None, :], axis=1)[:, 0, :]
