@@ -136,7 +136,7 @@ class _PassState:
     def split(self, lev: int, phase: int, vals: NDArray[np.signedinteger[Any]]) -> list[NDArray[np.signedinteger[Any]]]:
         """A pass's values cut into its three bands' parts."""
         ends = np.cumsum([ctx.phase_count(bh, bw, phase) for bh, bw in self.geo.shapes[lev]])
-        return np.split(vals, ends[:-1])
+        return _cut(vals, ends)
 
     def record(self, lev: int, ch: int, phase: int, vals: NDArray[np.signedinteger[Any]]) -> None:
         """Store a coded pass's values (capped magnitudes) for the contexts of later passes."""
@@ -161,10 +161,20 @@ class _PassState:
             ctx.scatter(self.signs[lev][o][ch], phase, part)
 
 
+def _cut(a: NDArray[Any], ends: NDArray[np.integer[Any]]) -> list[NDArray[Any]]:
+    """``a`` cut at the cumulative ``ends`` (the last one is ``a.size``): np.split without its overhead."""
+    out = []
+    start = 0
+    for end in ends.tolist():
+        out.append(a[start:end])
+        start = end
+    return out
+
+
 def _split_by_class(sym: U8, cls: U8, n_classes: int = ctx.N_CLASSES) -> list[U8]:
     order = np.argsort(cls, kind="stable")
     counts = np.bincount(cls, minlength=n_classes)
-    return np.split(sym[order], np.cumsum(counts)[:-1])
+    return _cut(sym[order], np.cumsum(counts))
 
 
 def _unsplit(arrays: list[U8], cls: U8) -> U8:
