@@ -163,7 +163,7 @@ def _full_search(cur: I32, ref: I32, b: int, radius: int, lam: int) -> I32:
 
 def _block_sads(cur_blocks: NDArray[np.int16], planes: PhasePlanes, oy: I32, ox: I32, mv: I32,
                 b: int) -> NDArray[np.int64]:
-    """SAD of every block against the reference block its vector points at."""
+    """SAD of every block against the reference block its vector points at (``mv`` may add leading axes)."""
     ref_blocks = planes.blocks(oy, ox, mv, b)[..., 0, :, :].view(np.int16)  # rounded samples, <= 255
     diff = cur_blocks - ref_blocks
     np.abs(diff, out=diff)
@@ -176,37 +176,32 @@ def _best_of(cur_blocks: NDArray[np.int16], planes: PhasePlanes, oy: I32, ox: I3
              known: NDArray[np.int64] | None = None) -> tuple[I32, NDArray[np.int64]]:
     """Per block, the candidate vector of least SAD + lam * bits (the first of equal ones), and its cost.
 
-    The first ``distinct`` candidates differ from each other at every block; a later one is only
-    evaluated where it differs from all before it (a repeat never wins: ties keep the first).
-    ``known`` is the cost of ``cands[0]`` when the caller has it.
+    The first ``distinct`` candidates differ from each other at every block and are evaluated
+    together; a later one only where it differs from all before it (a repeat never wins: ties
+    keep the first). ``known`` is the cost of ``cands[0]`` when the caller has it.
     """
-    best = cands[0].copy()
+    stack = np.stack(cands)  # (k, ny, nx, 2)
+    costs = np.full(stack.shape[:3], _BIG, dtype=np.int64)
+    first = 0 if known is None else 1
     if known is not None:
-        best_cost = known.copy()
-    else:
-        best_cost = _block_sads(cur_blocks, planes, oy, ox, cands[0], b) + lam * _mv_bits(cands[0], pred)
-    for k in range(1, len(cands)):
-        cand = cands[k]
-        if k < distinct:
-            cost = _block_sads(cur_blocks, planes, oy, ox, cand, b) + lam * _mv_bits(cand, pred)
-            better = cost < best_cost
-            best_cost = np.where(better, cost, best_cost)
-            best[better] = cand[better]
-            continue
-        fresh = np.ones(oy.shape, dtype=bool)
-        for prev in cands[:k]:
-            fresh &= np.any(cand != prev, axis=-1)
-        ys, xs = np.nonzero(fresh)
-        if ys.size == 0:
-            continue
-        sub = cand[ys, xs]
-        cost = (_block_sads(cur_blocks[ys, xs], planes, oy[ys, xs], ox[ys, xs], sub, b)
-                + lam * _mv_bits(sub, pred[ys, xs]))
-        better = cost < best_cost[ys, xs]
-        ys, xs = ys[better], xs[better]
-        best_cost[ys, xs] = cost[better]
-        best[ys, xs] = sub[better]
-    return best, best_cost
+        costs[0] = known
+    if distinct > first:
+        grid = stack[first:distinct]
+        costs[first:distinct] = _block_sads(cur_blocks, planes, oy, ox, grid, b) + lam * _mv_bits(grid, pred)
+    if len(cands) > distinct:
+        extra = stack[distinct:]
+        fresh = np.ones(extra.shape[:3], dtype=bool)
+        for j in range(extra.shape[0]):
+            for prev in stack[: distinct + j]:
+                fresh[j] &= np.any(extra[j] != prev, axis=-1)
+        kk, ys, xs = np.nonzero(fresh)
+        if kk.size:
+            sub = extra[kk, ys, xs]
+            costs[distinct + kk, ys, xs] = (_block_sads(cur_blocks[ys, xs], planes, oy[ys, xs], ox[ys, xs], sub, b)
+                                            + lam * _mv_bits(sub, pred[ys, xs]))
+    pick = np.argmin(costs, axis=0)  # the first least cost: what a strict-improvement scan keeps
+    best: I32 = np.take_along_axis(stack, pick[None, ..., None], axis=0)[0]
+    return best, np.take_along_axis(costs, pick[None], axis=0)[0]
 
 
 def _blocks(cur: I32, b: int) -> tuple[NDArray[np.int16], I32, I32]:
