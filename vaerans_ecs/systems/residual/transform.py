@@ -257,7 +257,7 @@ def _encode_transform(
     x = np.asarray(planes)
     if x.ndim != 3 or not 1 <= x.shape[0] <= fmt.MAX_CHANNELS or x.shape[1] < 1 or x.shape[2] < 1:
         raise VaeransError(f"encode_transform expects (C, H, W) planes with C in 1..4, got shape {x.shape}")
-    x = x.astype(np.float32, copy=False)
+    x = np.ascontiguousarray(x, dtype=np.float32)  # channel planes: every later pass reads them whole
     if not np.all(np.isfinite(x)) or float(np.max(np.abs(x))) > MAX_ABS:
         raise VaeransError(f"encode_transform: planes must be finite and within +-{MAX_ABS:g}")
     step32 = float(np.float32(step))
@@ -344,15 +344,23 @@ def _mixed_tiles(x: F32) -> bool:
 
 
 def _looks_synthetic(x: F32) -> bool:
-    """Whether many horizontal and vertical neighbours are exactly equal (graphics, text, screens)."""
+    """Whether many horizontal and vertical neighbours are exactly equal (graphics, text, screens).
+
+    Neighbours equal in every channel are also equal in the first: when too few are, that answers.
+    """
     _, h, w = x.shape
-    same = 0
-    if w > 1:
-        same += int(np.count_nonzero(np.all(x[:, :, 1:] == x[:, :, :-1], axis=0)))
-    if h > 1:
-        same += int(np.count_nonzero(np.all(x[:, 1:, :] == x[:, :-1, :], axis=0)))
     pairs = h * (w - 1) + (h - 1) * w
-    return bool(pairs > 0 and same > _SYNTHETIC_SHARE * pairs)
+    if pairs <= 0:
+        return False
+    limit = _SYNTHETIC_SHARE * pairs
+    across = x[0, :, 1:] == x[0, :, :-1]
+    down = x[0, 1:, :] == x[0, :-1, :]
+    if not int(np.count_nonzero(across)) + int(np.count_nonzero(down)) > limit:
+        return False
+    for ch in range(1, x.shape[0]):
+        across &= x[ch, :, 1:] == x[ch, :, :-1]
+        down &= x[ch, 1:, :] == x[ch, :-1, :]
+    return bool(int(np.count_nonzero(across)) + int(np.count_nonzero(down)) > limit)
 
 
 @dataclass(frozen=True)
