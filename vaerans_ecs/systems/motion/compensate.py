@@ -221,9 +221,10 @@ def reference_planes(ref: U8, subpel: int, margin: int, phases: set[tuple[int, i
                      taps: str = "bilinear") -> PhasePlanes:
     """:class:`PhasePlanes` of ``ref`` with at least ``phases``, shared by the predictions from one reference.
 
-    A decoded anchor is the reference of the next P-frame and of the B-frames on either side; the
-    planes are kept (keyed by a digest of the pixels, so a hit holds exactly what would be built)
-    and rebuilt with the union of fractions when a call needs one they lack.
+    A decoded anchor is the reference of the next P-frame and of the B-frames on either side, so
+    the planes are kept (keyed by a digest of the pixels: a hit holds exactly what would be built).
+    They hold every fraction, or at first only those asked for when they are few (rebuilt with
+    every fraction when a later call needs one they lack).
     """
     arr = np.ascontiguousarray(ref)
     digest = hashlib.blake2b(arr.data, digest_size=16)
@@ -235,7 +236,9 @@ def reference_planes(ref: U8, subpel: int, margin: int, phases: set[tuple[int, i
             _CACHE.move_to_end(key)
             if phases <= found.phases:
                 return found
-    made = PhasePlanes(arr, subpel, margin, phases | (found.phases if found is not None else set()), taps=taps)
+    # every fraction (the next uses will find theirs) unless few are needed the first time
+    few = found is None and 2 * len(phases) < subpel * subpel
+    made = PhasePlanes(arr, subpel, margin, phases if few else None, taps=taps)
     with _CACHE_LOCK:
         _CACHE[key] = made
         while len(_CACHE) > _CACHE_SIZE or sum(p.nbytes for p in _CACHE.values()) > _CACHE_BYTES:
