@@ -11,7 +11,7 @@ import random
 import struct
 import zlib
 
-from vaerans_ecs.core.container import MAGIC, pack_section
+from tests.fixtures.streamfuzz import pack_v2, split_sections
 from vaerans_ecs.sequence.format import pack_frame_info, read_frame_info, section_code
 
 __all__ = ["KINDS", "join", "mutate", "refit_frame", "split"]
@@ -23,33 +23,14 @@ KINDS = (
 )
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
-
-
 def split(data: bytes) -> list[tuple[int, bytes]]:
     """Top-level (code, body) sections of a well-formed stream."""
-    out = []
-    pos, end = 5, len(data) - 4
-    while pos < end:
-        code = data[pos]
-        length, pos = _varint(data, pos + 1)
-        out.append((code, data[pos: pos + length]))
-        pos += length
-    return out
+    return split_sections(data[5:-4])
 
 
 def join(sections: list[tuple[int, bytes]]) -> bytes:
     """A stream of these sections with a valid container CRC."""
-    buf = MAGIC + b"\x02" + b"".join(pack_section(c, b) for c, b in sections)
-    return buf + struct.pack("<I", zlib.crc32(buf))
+    return pack_v2(sections)
 
 
 def refit_frame(body: bytes, rest: bytes | None = None, *, key: bool | None = None, image: bool | None = None,

@@ -73,6 +73,18 @@ def test_lossless_is_exact() -> None:
     assert np.array_equal(decompress_frame(data, 4), frames[4])
 
 
+def test_a_first_frame_over_64_kib_decodes() -> None:
+    # the header was read with a 64 KiB section limit that also caught the first frame: the
+    # encoder wrote streams (flower_360p at quality 90) that the decoder refused
+    noise = np.random.default_rng(3).integers(0, 256, (160, 160, 3), dtype=np.uint8)
+    frames = [noise, np.roll(noise, 2, axis=1)]
+    data = compress_sequence(frames, lossless=True)
+    assert inspect_sequence(data).frame_bytes[0] > 1 << 16
+    out = list(decompress_sequence(data))
+    assert all(np.array_equal(a, b) for a, b in zip(frames, out, strict=True))
+    assert np.array_equal(decompress_frame(data, 1), frames[1])
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_max_error_bound_holds(k: int) -> None:
     frames = moving_frames(4, 32, 40, step=(2, 1), seed=3)

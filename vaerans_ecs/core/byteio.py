@@ -12,10 +12,22 @@ from typing import Any
 
 from vaerans_ecs.errors import BitstreamError, VaeransError
 
-__all__ = ["MAX_STRING", "ByteReader", "ByteWriter"]
+__all__ = ["MAX_STRING", "ByteReader", "ByteWriter", "varint_bytes"]
 
 #: Longest string a header may hold, in bytes.
 MAX_STRING = 256
+
+
+def varint_bytes(value: int) -> bytes:
+    """``value`` (>= 0) as an LEB128 varint: 7 bits a byte, low bits first, high bit = more follow."""
+    if value < 0:
+        raise VaeransError(f"varint cannot encode negative value {value}")
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 class ByteWriter:
@@ -28,16 +40,7 @@ class ByteWriter:
         self.buf.append(value & 0xFF)
 
     def varint(self, value: int) -> None:
-        if value < 0:
-            raise VaeransError(f"varint cannot encode negative value {value}")
-        while True:
-            byte = value & 0x7F
-            value >>= 7
-            if value:
-                self.buf.append(byte | 0x80)
-            else:
-                self.buf.append(byte)
-                return
+        self.buf += varint_bytes(value)
 
     def blob(self, data: bytes) -> None:
         self.varint(len(data))

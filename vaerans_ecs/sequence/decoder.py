@@ -84,6 +84,7 @@ class SequenceReader:
             if first is None or first[0] != fmt.section_code("sequence"):
                 raise BitstreamError("not a sequence stream (it does not start with a sequence header)")
             self.header = fmt.read_header(first[1], self.max_pixels)
+            self._reader.limit = self.header.frame_limit()  # the loop below may read the first frame
             #: How the source named its frames (a checked pattern), when the stream says.
             self.names: str | None = None
             self.bstages: list[System] | None = None
@@ -112,7 +113,6 @@ class SequenceReader:
         except BaseException:
             self.close()
             raise
-        self._reader.limit = self.header.frame_limit()
         self._first = self._reader.offset
         if self._after_header is not None:  # the first frame's section, already read
             self._first -= len(pack_section(*self._after_header))

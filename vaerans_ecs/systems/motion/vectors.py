@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from vaerans_ecs.core.byteio import ByteReader, ByteWriter
+from vaerans_ecs.core.byteio import ByteReader, ByteWriter, varint_bytes
 from vaerans_ecs.errors import BitstreamError, VaeransError
 from vaerans_ecs.systems.entropy import get_coder
 
@@ -60,17 +60,7 @@ def _unzigzag(z: NDArray[np.int64]) -> NDArray[np.int64]:
 
 
 def _leb128(values: NDArray[np.int64]) -> U8:
-    out = bytearray()
-    for v in values.tolist():
-        while True:
-            byte = v & 0x7F
-            v >>= 7
-            if v:
-                out.append(byte | 0x80)
-            else:
-                out.append(byte)
-                break
-    return np.frombuffer(bytes(out), dtype=np.uint8).copy()
+    return np.frombuffer(b"".join(varint_bytes(v) for v in values.tolist()), dtype=np.uint8).copy()
 
 
 def _unleb128(data: U8, count: int, limit: int) -> NDArray[np.int64]:

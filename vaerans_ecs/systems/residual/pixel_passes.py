@@ -16,6 +16,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from vaerans_ecs.core.byteio import varint_bytes
 from vaerans_ecs.errors import BitstreamError
 
 __all__ = ["Pass", "Pick", "Reader", "Writer", "gather2", "plan_passes"]
@@ -180,16 +181,7 @@ class Writer:
         self.buf = bytearray()
 
     def uint(self, v: int) -> None:
-        if v < 0:
-            raise ValueError("uint must be non-negative")
-        while True:
-            b = v & 0x7F
-            v >>= 7
-            if v:
-                self.buf.append(b | 0x80)
-            else:
-                self.buf.append(b)
-                return
+        self.buf += varint_bytes(v)
 
     def sint(self, v: int) -> None:
         self.uint(2 * v if v >= 0 else -2 * v - 1)

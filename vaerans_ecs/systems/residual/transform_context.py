@@ -27,6 +27,7 @@ __all__ = [
     "N_FEATURES",
     "PHASES",
     "band_classes",
+    "fit_grid",
     "gather",
     "pad1",
     "parent_features",
@@ -106,11 +107,11 @@ def _box8(a: I32) -> I32:
     return s
 
 
-def _fit(a: I32, nh: int, nw: int) -> I32:
-    """Crop or edge-extend a parent-resolution map to an ``nh x nw`` sub-grid."""
+def fit_grid(a: NDArray[Any], nh: int, nw: int) -> NDArray[Any]:
+    """Crop or edge-extend a parent-resolution map to an ``nh x nw`` sub-grid (same dtype)."""
     h, w = a.shape
     if h == 0 or w == 0:
-        return np.zeros((nh, nw), dtype=np.int32)
+        return np.zeros((nh, nw), dtype=a.dtype)
     if h < nh or w < nw:
         a = np.pad(a, ((0, max(0, nh - h)), (0, max(0, nw - w))), mode="edge")
     return a[:nh, :nw]
@@ -151,8 +152,8 @@ def pass_features(
         nh, nw = (h - py + 1) // 2, (w - px + 1) // 2
         f: list[I32 | None] = [None] * N_FEATURES
         if parent is not None:
-            f[0] = _fit(parent[0], nh, nw) if need[0] else None
-            f[1] = _fit(parent[1], nh, nw) if need[1] else None
+            f[0] = fit_grid(parent[0], nh, nw) if need[0] else None
+            f[1] = fit_grid(parent[1], nh, nw) if need[1] else None
         if pc is not None:
             f[2] = _sub(pc, py, px, 0, 0, nh, nw) if need[2] else None
             if need[3]:

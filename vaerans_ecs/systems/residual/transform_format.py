@@ -44,6 +44,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
+from vaerans_ecs.core.byteio import varint_bytes
 from vaerans_ecs.errors import BitstreamError
 from vaerans_ecs.systems.entropy import EntropyCoder
 
@@ -103,18 +104,6 @@ class Header:
     nonzero: NDArray[np.bool_]  # (C, levels)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
 def _geometry_prefix(geom: Geometry) -> bytes:
     c, h, w, colour = geom
     return struct.pack("<4I", c, h, w, int(bool(colour)))
@@ -130,9 +119,9 @@ def pack(header: Header, records: Sequence[bytes], esc_bytes: int, esc_payload: 
         mask,
     ]
     for r in records:
-        parts += [_varint(len(r)), r]
+        parts += [varint_bytes(len(r)), r]
     if esc_bytes:
-        parts += [_varint(esc_bytes), _varint(len(esc_payload)), esc_payload]
+        parts += [varint_bytes(esc_bytes), varint_bytes(len(esc_payload)), esc_payload]
     return seal(b"".join(parts), geom)
 
 
@@ -215,7 +204,7 @@ def tile_grid(height: int, width: int, tile: int) -> list[tuple[int, int, int, i
 
 def pack_tiled(tile_log2: int, parts: Sequence[bytes], geom: Geometry) -> bytes:
     """A tiled stream of the tiles' own streams (raster order)."""
-    body = bytes([TILED_VERSION, tile_log2]) + b"".join(_varint(len(p)) + p for p in parts)
+    body = bytes([TILED_VERSION, tile_log2]) + b"".join(varint_bytes(len(p)) + p for p in parts)
     return seal(body, geom)
 
 

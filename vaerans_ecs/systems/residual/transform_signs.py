@@ -16,7 +16,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from vaerans_ecs.systems.residual.transform_context import PHASES, pad1
+from vaerans_ecs.systems.residual.transform_context import PHASES, fit_grid, pad1
 
 __all__ = ["N_SIGN_CONTEXTS", "sign_bits", "sign_contexts", "sign_score", "signs_from_bits"]
 
@@ -29,15 +29,6 @@ _W_ALONG: Final = 2
 _W_FIRST: Final = 3
 _W_PARENT: Final = 1
 _W_SECOND: Final = 1
-
-
-def _parent_grid(parent: I8, nh: int, nw: int) -> I8:
-    h, w = parent.shape
-    if h == 0 or w == 0:
-        return np.zeros((nh, nw), dtype=np.int8)
-    if h < nh or w < nw:
-        parent = np.pad(parent, ((0, max(0, nh - h)), (0, max(0, nw - w))), mode="edge")
-    return parent[:nh, :nw]
 
 
 def sign_score(
@@ -68,7 +59,7 @@ def sign_score(
                 b = p[1 + py :: 2, 2 + px :: 2][:nh, :nw]
             t += _W_ALONG * np.sign(a + b)
         if parent is not None:
-            t += _W_PARENT * _parent_grid(parent, nh, nw)
+            t += _W_PARENT * fit_grid(parent, nh, nw)
         if first is not None:
             t += _W_FIRST * first[py::2, px::2]
         if second is not None:
