@@ -88,3 +88,17 @@ def test_pyramids_give_the_same_vectors_and_are_shared() -> None:
                              lam=8, taps="sharp")
         assert np.array_equal(mv, plain)
     assert np.array_equal(ref_pyr.level(0), pad_to_blocks(luma(ref), 16))
+
+
+def test_a_shared_pyramid_gives_the_same_vectors_from_several_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    big = canvas(200, 240, 9)
+    cur, ref = big[40:136, 40:200], big[44:140, 37:197]
+    c = pad_to_blocks(luma(cur), 16)
+    expected = estimate_motion(c, pad_to_blocks(luma(ref), 16), block=16, levels=3, subpel=4, lam=6, taps="sharp")
+    shared = LumaPyramid(pad_to_blocks(luma(ref), 16))  # built lazily by whichever thread comes first
+    with ThreadPoolExecutor(4) as pool:
+        fields = list(pool.map(lambda _: estimate_motion(c, shared, block=16, levels=3, subpel=4, lam=6,
+                                                         taps="sharp"), range(8)))
+    assert all(np.array_equal(f, expected) for f in fields)

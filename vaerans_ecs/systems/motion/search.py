@@ -62,20 +62,22 @@ class LumaPyramid:
     def __init__(self, plane: I32) -> None:
         self.levels: list[I32] = [plane]
         self._planes: dict[tuple[int, int, int, str], PhasePlanes] = {}
+        self._lock = threading.Lock()  # a shared pyramid may be searched from several threads
 
     def level(self, lev: int) -> I32:
         """The plane downscaled ``lev`` times."""
-        while len(self.levels) <= lev:
-            self.levels.append(_down(self.levels[-1]))
-        return self.levels[lev]
+        with self._lock:
+            while len(self.levels) <= lev:
+                self.levels.append(_down(self.levels[-1]))
+            return self.levels[lev]
 
     def planes(self, lev: int, subpel: int, margin: int, taps: str = "bilinear") -> PhasePlanes:
         """Rounded samples of level ``lev`` at every 1/``subpel`` fraction, edge-padded by ``margin``."""
         key = (lev, subpel, margin, taps)
         found = self._planes.get(key)
-        if found is None:
+        if found is None:  # two threads may both build it: the same planes, either one is kept
             found = PhasePlanes(self.level(lev), subpel, margin, rounded=True, taps=taps)
-            self._planes[key] = found
+            self._planes.setdefault(key, found)
         return found
 
 
