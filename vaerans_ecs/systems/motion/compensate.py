@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FILTERS", "PhasePlanes", "block_grid", "predict", "reference_planes"]
+__all__ = ["FILTERS", "PhasePlanes", "block_grid", "clear_cache", "predict", "reference_planes"]
 
 I32 = NDArray[np.int32]
 I64 = NDArray[np.int64]
@@ -244,6 +244,12 @@ def reference_planes(ref: U8, subpel: int, margin: int, phases: set[tuple[int, i
         while len(_CACHE) > _CACHE_SIZE or sum(p.nbytes for p in _CACHE.values()) > _CACHE_BYTES:
             _CACHE.popitem(last=False)
     return made
+
+
+def clear_cache() -> None:
+    """Drop the kept reference planes (a sequence coder calls it when it is done)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 def _to_image(blocks: NDArray[np.integer], h: int, w: int) -> U8:

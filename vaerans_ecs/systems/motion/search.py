@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from vaerans_ecs.systems.motion.compensate import PhasePlanes, block_grid
 from vaerans_ecs.systems.motion.vectors import median_prediction
 
-__all__ = ["LumaPyramid", "block_sums", "estimate_motion", "luma", "luma_pyramid", "pad_to_blocks"]
+__all__ = ["LumaPyramid", "block_sums", "clear_cache", "estimate_motion", "luma", "luma_pyramid", "pad_to_blocks"]
 
 I32 = NDArray[np.int32]
 U8 = NDArray[np.uint8]
@@ -83,8 +83,12 @@ class LumaPyramid:
 
 _CACHE: OrderedDict[tuple[bytes, int], LumaPyramid] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
-#: Pyramids kept (the anchors a P-frame and its B-frames search into: two).
+#: Pyramids kept (the anchors a P-frame and its B-frames search into: two) ...
 _CACHE_SIZE = 2
+#: ... when their planes (about 40 bytes a pixel with 1/4-pel planes) fit this together: large frames
+#: are rebuilt each time.
+_CACHE_BYTES = 64 << 20
+_BYTES_PER_PIXEL = 40
 
 
 def luma_pyramid(img: U8, block: int) -> LumaPyramid:
@@ -103,11 +107,18 @@ def luma_pyramid(img: U8, block: int) -> LumaPyramid:
             _CACHE.move_to_end(key)
             return found
     made = LumaPyramid(pad_to_blocks(luma(arr), block))
-    with _CACHE_LOCK:
-        _CACHE[key] = made
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+    if _BYTES_PER_PIXEL * made.levels[0].size <= _CACHE_BYTES // _CACHE_SIZE:
+        with _CACHE_LOCK:
+            _CACHE[key] = made
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
     return made
+
+
+def clear_cache() -> None:
+    """Drop the kept pyramids (a sequence coder calls it when it is done; the next search rebuilds)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 def _mv_bits(mv: I32, pred: I32) -> I32:

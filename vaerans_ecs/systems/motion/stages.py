@@ -28,6 +28,7 @@ from vaerans_ecs.core.container import register_section
 from vaerans_ecs.core.system import Mode, System, register_system
 from vaerans_ecs.errors import BitstreamError, ConfigError, VaeransError
 from vaerans_ecs.systems.motion.compensate import FILTERS, predict
+from vaerans_ecs.systems.motion.compensate import clear_cache as _clear_planes
 from vaerans_ecs.systems.motion.components import (
     CodingParams,
     FrameCode,
@@ -38,6 +39,7 @@ from vaerans_ecs.systems.motion.components import (
     Reference,
 )
 from vaerans_ecs.systems.motion.search import LumaPyramid, estimate_motion, luma, luma_pyramid, pad_to_blocks
+from vaerans_ecs.systems.motion.search import clear_cache as _clear_pyramids
 from vaerans_ecs.systems.motion.vectors import decode_vectors, encode_vectors
 from vaerans_ecs.systems.residual.pixel import MAX_ERROR, decode_pixels, encode_pixels
 from vaerans_ecs.systems.residual.transform import (
@@ -63,6 +65,7 @@ __all__ = [
     "PriorMotion",
     "TransformResidual",
     "frame_shape",
+    "release_caches",
     "role_of",
 ]
 
@@ -88,6 +91,12 @@ class PriorMotion(MotionField):
 
 class FutureMotion(MotionField):
     """A B-frame's vectors into its :class:`FutureReference`."""
+
+
+def release_caches() -> None:
+    """Drop what the motion stages keep of recent references (a sequence coder calls it when done)."""
+    _clear_pyramids()
+    _clear_planes()
 
 
 def frame_shape(world: World, eid: int) -> tuple[int, int, int]:
