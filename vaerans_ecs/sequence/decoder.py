@@ -28,7 +28,7 @@ from vaerans_ecs.errors import BitstreamError, VaeransError
 from vaerans_ecs.sequence import format as fmt
 from vaerans_ecs.sequence.encoder import collect_timings, frame_world
 from vaerans_ecs.systems.motion.components import FrameMeta, FutureReference, MotionField, Reference
-from vaerans_ecs.systems.motion.stages import ROLES, PriorMotion, role_of
+from vaerans_ecs.systems.motion.stages import ROLES, PriorMotion, release_caches, role_of
 
 __all__ = ["SequenceReader", "check_pipeline", "read_pipeline"]
 
@@ -144,7 +144,8 @@ class SequenceReader:
         return self._reader.size()
 
     def close(self) -> None:
-        """Close a file this reader opened."""
+        """Close a file this reader opened (and drop the motion stages' kept references)."""
+        release_caches()
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -213,6 +214,7 @@ class SequenceReader:
             raise BitstreamError(f"frames {shown}..{waiting[0] - 1} are missing before frame {waiting[0]}")
         if count == 0:
             raise BitstreamError("the sequence holds no frame")
+        release_caches()  # the last frame is out
 
     def _check_count(self, body: bytes, count: int) -> None:
         r = ByteReader(body, "frame index")

@@ -50,6 +50,7 @@ from vaerans_ecs.systems.motion.stages import (
     PixelResidual,
     PriorMotion,
     TransformResidual,
+    release_caches,
 )
 
 __all__ = ["DEFAULT_GOP", "SequenceWriter", "collect_timings", "compress_sequence", "default_stages", "frame_world"]
@@ -366,6 +367,7 @@ class SequenceWriter:
         self._writer.section("index-locator", fmt.pack_locator(at))
         self._writer.close()
         self.closed = True
+        release_caches()
         if self._world is not None:
             collect_timings(self._world, self.timings)
         if self._own:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from vaerans_ecs.systems.motion.compensate import predict
+from vaerans_ecs.systems.motion.compensate import PhasePlanes, predict, reference_planes
 
 I64 = NDArray[np.int64]
 
@@ -131,3 +131,34 @@ def test_sharp_half_pel_keeps_detail_that_bilinear_blurs() -> None:
     err = {taps: float(np.abs(predict(ref, half, block=16, subpel=2, obmc=False, shape=(16, 64), taps=taps)[8, 4:-4, 0]
                               - exact[4:-4]).mean()) for taps in ("bilinear", "sharp")}
     assert err["sharp"] < 0.5 * err["bilinear"], err
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(1, 30), w=st.integers(1, 30), c=st.sampled_from([1, 3]), subpel=st.sampled_from([1, 2, 4]),
+       size=st.sampled_from([1, 4, 8]), taps=st.sampled_from(["bilinear", "sharp"]), rounded=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_blocks_read_what_gather_reads(h: int, w: int, c: int, subpel: int, size: int, taps: str, rounded: bool,
+                                       seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ref = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+    planes = PhasePlanes(ref, subpel, size + 4, rounded=rounded, taps=taps)
+    y = rng.integers(-3, h + 3, (5, 4)).astype(np.int32)
+    x = rng.integers(-3, w + 3, (5, 4)).astype(np.int32)
+    mv = rng.integers(-60 * subpel, 60 * subpel, (5, 4, 2)).astype(np.int32)  # some beyond the margin: clamped
+    assert np.array_equal(np.moveaxis(planes.blocks(y, x, mv, size), -3, -1), planes.gather(y, x, mv, size))
+
+
+def test_predictions_from_one_reference_share_its_planes() -> None:
+    rng = np.random.default_rng(11)
+    ref = rng.integers(0, 256, (40, 56, 3)).astype(np.uint8)
+    integer = np.zeros((3, 4, 2), dtype=np.int32)
+    integer[1, 2] = (8, -4)  # whole pixels only: one fraction prepared
+    mixed = rng.integers(-20, 21, (3, 4, 2)).astype(np.int32)  # other fractions: the planes are rebuilt
+    first = reference_planes(ref, 4, 12, {(0, 0)}, "sharp")
+    assert reference_planes(ref.copy(), 4, 12, {(0, 0)}, "sharp") is first  # same pixels: kept
+    wider = reference_planes(ref, 4, 12, {(0, 0), (1, 3)}, "sharp")
+    assert wider is not first and len(wider.phases) == 16  # a second need: every fraction
+    for mv in (integer, mixed, integer, mixed):  # hits, a rebuild with more fractions, hits again
+        for obmc in (True, False):
+            got = predict(ref, mv, block=16, subpel=4, obmc=obmc, shape=(40, 56), taps="sharp")
+            assert np.array_equal(got, reference(ref, mv, 16, 4, obmc, (40, 56), "sharp"))

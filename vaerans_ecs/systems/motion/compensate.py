@@ -13,13 +13,16 @@ removes the block edges a wavelet residual coder would otherwise pay for.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FILTERS", "PhasePlanes", "block_grid", "predict"]
+__all__ = ["FILTERS", "PhasePlanes", "block_grid", "clear_cache", "predict", "reference_planes"]
 
 I32 = NDArray[np.int32]
 I64 = NDArray[np.int64]
@@ -100,6 +103,8 @@ class PhasePlanes:
         self.s, self.m = subpel, margin
         s = subpel
         wanted = sorted(set(phases)) if phases is not None else [(fy, fx) for fy in range(s) for fx in range(s)]
+        #: The fractions prepared.
+        self.phases = frozenset(wanted)
         self.lookup = np.full(s * s, -1, dtype=np.int32)
         for i, phase in enumerate(wanted):
             self.lookup[phase[0] * s + phase[1]] = i
@@ -111,8 +116,11 @@ class PhasePlanes:
             self._bilinear(arr, wanted, planes, rounded)
         else:
             raise ValueError(f"unknown sub-pel filter {taps!r}")
+        self._planes = planes
+        self.nbytes = planes.nbytes
         # one record per sample (all channels): a gather moves each sample in one copy
         self._flat = planes.reshape(-1, self.c).view(np.dtype((np.void, 2 * self.c))).ravel()
+        self._windows: dict[int, U16] = {}
 
     def _bilinear(self, arr: NDArray[np.integer], wanted: list[tuple[int, int]], planes: U16, rounded: bool) -> None:
         m, s, sh = self.m, self.s, _shift(self.s)
@@ -157,15 +165,31 @@ class PhasePlanes:
             if scale:
                 out <<= scale
 
-    def base(self, y: I32, x: I32, mv: I32, size: int) -> I64:
-        """Flat index of the top-left sample of blocks at (y, x) displaced by ``mv``."""
+    def _coords(self, y: I32, x: I32, mv: I32, size: int) -> tuple[I32, I32, I32]:
+        """Plane, row and column (in the padded planes) of the top-left samples of displaced blocks."""
         sh, m = _shift(self.s), self.m
         iy = np.clip(y + (mv[..., 0] >> sh), -m, self.h + m - size) + m
         ix = np.clip(x + (mv[..., 1] >> sh), -m, self.w + m - size) + m
         phase = self.lookup[(mv[..., 0] & (self.s - 1)) * self.s + (mv[..., 1] & (self.s - 1))]
         if np.any(phase < 0):
             raise ValueError("PhasePlanes: a vector uses a fraction that was not prepared")
+        return phase, iy, ix
+
+    def base(self, y: I32, x: I32, mv: I32, size: int) -> I64:
+        """Flat index of the top-left sample of blocks at (y, x) displaced by ``mv``."""
+        phase, iy, ix = self._coords(y, x, mv, size)
         out: I64 = (phase.astype(np.int64) * self.hp + iy) * self.wp + ix
+        return out
+
+    def blocks(self, y: I32, x: I32, mv: I32, size: int) -> U16:
+        """Blocks (..., C, size, size) at top-left (y, x) displaced by ``mv`` (what :meth:`gather` reads,
+        channels first): one indexing of a sliding-window view, no per-sample index arrays."""
+        windows = self._windows.get(size)
+        if windows is None:
+            windows = np.lib.stride_tricks.sliding_window_view(self._planes, (size, size), axis=(1, 2))
+            self._windows[size] = windows
+        phase, iy, ix = self._coords(y, x, mv, size)
+        out: U16 = windows[phase, iy, ix]
         return out
 
     def take(self, idx: NDArray[np.int64]) -> U16:
@@ -185,17 +209,68 @@ def _phases(mv: I32, subpel: int) -> set[tuple[int, int]]:
     return {(int(c) // subpel, int(c) % subpel) for c in codes}
 
 
+_CACHE: OrderedDict[tuple[bytes, int, int, str], PhasePlanes] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+#: Interpolated references kept (a P-frame's and the B-frames' around it use two anchors) ...
+_CACHE_SIZE = 2
+#: ... when they are no larger than this together (bytes): large frames are rebuilt each time.
+_CACHE_BYTES = 64 << 20
+
+
+def reference_planes(ref: U8, subpel: int, margin: int, phases: set[tuple[int, int]],
+                     taps: str = "bilinear") -> PhasePlanes:
+    """:class:`PhasePlanes` of ``ref`` with at least ``phases``, shared by the predictions from one reference.
+
+    A decoded anchor is the reference of the next P-frame and of the B-frames on either side, so
+    the planes are kept (keyed by a digest of the pixels: a hit holds exactly what would be built).
+    They hold every fraction, or at first only those asked for when they are few (rebuilt with
+    every fraction when a later call needs one they lack).
+    """
+    arr = np.ascontiguousarray(ref)
+    digest = hashlib.blake2b(arr.data, digest_size=16)
+    digest.update(repr((arr.shape, arr.dtype.str)).encode())
+    key = (digest.digest(), subpel, margin, taps)
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            if phases <= found.phases:
+                return found
+    # every fraction (the next uses will find theirs) unless few are needed the first time
+    few = found is None and 2 * len(phases) < subpel * subpel
+    made = PhasePlanes(arr, subpel, margin, phases if few else None, taps=taps)
+    with _CACHE_LOCK:
+        _CACHE[key] = made
+        while len(_CACHE) > _CACHE_SIZE or sum(p.nbytes for p in _CACHE.values()) > _CACHE_BYTES:
+            _CACHE.popitem(last=False)
+    return made
+
+
+def clear_cache() -> None:
+    """Drop the kept reference planes (a sequence coder calls it when it is done)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _to_image(blocks: NDArray[np.integer], h: int, w: int) -> U8:
+    """(ny, nx, C, b, b) blocks -> the (h, w, C) uint8 image they tile (cropped)."""
+    ny, nx, c, b, _ = blocks.shape
+    img = blocks.transpose(0, 3, 1, 4, 2).reshape(ny * b, nx * b, c)
+    return np.ascontiguousarray(img[:h, :w], dtype=np.uint8)
+
+
 @lru_cache(maxsize=8)
 def _obmc_weights(ny: int, nx: int, block: int) -> tuple[tuple[NDArray[np.int32], ...], I32, I32]:
-    """Per contribution (own, vertical, horizontal, diagonal neighbour): weights (H, W, 1) in image order,
-    and the sub-block -> neighbour offsets (dy, dx) of each half-block row and column."""
+    """Per contribution (own, vertical, horizontal, diagonal neighbour): weights (2ny, 2nx, 1, B/2, B/2) of
+    each half-block, and the sub-block -> neighbour offsets (dy, dx) of each half-block row and column."""
     h = block // 2
     t = np.arange(block)
     own = np.where(t < h, 2 * t + block + 1, 3 * block - 2 * t - 1).astype(np.int32)
     nb = 2 * block - own
     wy_own, wy_nb = np.tile(own, ny), np.tile(nb, ny)
     wx_own, wx_nb = np.tile(own, nx), np.tile(nb, nx)
-    weights = tuple(np.ascontiguousarray((wy[:, None] * wx[None, :])[..., None]).astype(np.int32)
+    weights = tuple(np.ascontiguousarray((wy[:, None] * wx[None, :]).reshape(2 * ny, h, 2 * nx, h)
+                                         .transpose(0, 2, 1, 3)[:, :, None]).astype(np.int32)
                     for wy, wx in ((wy_own, wx_own), (wy_nb, wx_own), (wy_own, wx_nb), (wy_nb, wx_nb)))
     side_y = np.where(np.arange(2 * ny) % 2 == 0, -1, 1).astype(np.int32)
     side_x = np.where(np.arange(2 * nx) % 2 == 0, -1, 1).astype(np.int32)
@@ -209,36 +284,29 @@ def predict(ref: U8, mv: I32, *, block: int, subpel: int, obmc: bool, shape: tup
     ny, nx, _ = mv.shape
     s2 = 2 * _shift(subpel)
     if not obmc or block < 2:
-        planes = PhasePlanes(ref, subpel, block + 4, _phases(mv, subpel), taps=taps)
+        planes = reference_planes(ref, subpel, block + 4, _phases(mv, subpel), taps)
         oy, ox = block_grid(ny, nx, block)
-        idx = planes.base(oy, ox, mv, block)
-        ar = np.arange(block, dtype=np.int64)
-        full = idx[:, None, :, None] + (ar * planes.wp)[None, :, None, None] + ar[None, None, None, :]
-        plain = planes.take(full.reshape(ny * block, nx * block))
-        out = ((plain + (1 << s2 >> 1)) >> s2).astype(np.uint8)
-        return np.ascontiguousarray(out[:h, :w])
+        plain = planes.blocks(oy, ox, mv, block)
+        return _to_image((plain + (1 << s2 >> 1)) >> s2, h, w)
     half = block // 2
     weights, side_y, side_x = _obmc_weights(ny, nx, block)
     by = np.arange(2 * ny) // 2
     bx = np.arange(2 * nx) // 2
     nby = np.clip(by + side_y, 0, ny - 1)
     nbx = np.clip(bx + side_x, 0, nx - 1)
-    planes = PhasePlanes(ref, subpel, half + 4, _phases(mv, subpel), taps=taps)
+    planes = reference_planes(ref, subpel, half + 4, _phases(mv, subpel), taps)
     sy = (np.arange(2 * ny, dtype=np.int32) * half)[:, None]
     sx = (np.arange(2 * nx, dtype=np.int32) * half)[None, :]
-    ar = np.arange(half, dtype=np.int64)
-    local = (ar * planes.wp)[None, :, None, None] + ar[None, None, None, :]
     acc: NDArray[np.int32] | None = None
     for k, (rows, cols) in enumerate(((by, bx), (nby, bx), (by, nbx), (nby, nbx))):
         field = mv[rows[:, None], cols[None, :]]
-        base = planes.base(sy, sx, field, half)
-        idx = (base[:, None, :, None] + local).reshape(2 * ny * half, 2 * nx * half)
+        part = planes.blocks(sy, sx, field, half)  # (2ny, 2nx, C, half, half)
         if acc is None:
-            acc = planes.take(idx) * weights[k]
+            acc = part * weights[k]
         else:
-            acc += planes.take(idx) * weights[k]
+            acc += part * weights[k]
     assert acc is not None
     shift = s2 + 2 * _shift(2 * block)
     acc += 1 << shift >> 1
     acc >>= shift
-    return np.ascontiguousarray(acc[:h, :w], dtype=np.uint8)
+    return _to_image(acc, h, w)

@@ -23,7 +23,7 @@ from vaerans_ecs.components.image import RGB
 from vaerans_ecs.core.system import System, register_system
 from vaerans_ecs.errors import ConfigError
 from vaerans_ecs.systems.motion.components import CodingParams, CutScore, Reference
-from vaerans_ecs.systems.motion.search import luma
+from vaerans_ecs.systems.motion.search import block_sums, luma
 from vaerans_ecs.systems.residual.transform import MAX_STEP, MIN_STEP
 
 if TYPE_CHECKING:
@@ -46,8 +46,9 @@ MAX_INTER_STEP = 256.0
 
 
 def _quarter(plane: I32) -> I32:
+    """The 4x4 block means, rounded down (the plane is >= 0)."""
     h, w = plane.shape[0] // 4 * 4, plane.shape[1] // 4 * 4
-    out: I32 = plane[:h, :w].reshape(h // 4, 4, w // 4, 4).mean(axis=(1, 3)).astype(np.int32)
+    out: I32 = block_sums(plane[:h, :w, None].transpose(0, 2, 1).astype(np.int16), 4)[:, 0, :] >> 4
     return out
 
 
@@ -60,14 +61,17 @@ def cut_score(cur: NDArray[np.uint8], ref: NDArray[np.uint8], *, block: int = 4,
     c = c[:h, :w]
     blocks = c.reshape(h // block, block, w // block, block)
     intra = np.abs(blocks - blocks.mean(axis=(1, 3), keepdims=True)).sum(axis=(1, 3))
-    rp = np.pad(r, radius, mode="edge")
+    rp = np.pad(r.astype(np.int16), radius, mode="edge")
+    c16 = c.astype(np.int16)
     n = 2 * radius + 1
     best = np.full(intra.shape, np.inf)
+    diff = np.empty((h, n, w), dtype=np.int16)
     for dy in range(-radius, radius + 1):  # every column offset at once (a sliding window)
         rows = rp[radius + dy: radius + dy + h, : w + 2 * radius]
         windows = np.lib.stride_tricks.sliding_window_view(rows, w, axis=1)
-        sad = np.abs(c[:, None, :] - windows).reshape(h // block, block, n, w // block, block).sum(axis=(1, 4))
-        best = np.minimum(best, sad.min(axis=1))
+        np.subtract(c16[:, None, :], windows, out=diff)
+        np.abs(diff, out=diff)
+        best = np.minimum(best, block_sums(diff, block).min(axis=1))
     return float(best.sum() / max(float(intra.sum()), 1.0 * intra.size))
 
 

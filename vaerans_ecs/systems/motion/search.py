@@ -11,13 +11,17 @@ but integers keep it deterministic and fast.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+
 import numpy as np
 from numpy.typing import NDArray
 
 from vaerans_ecs.systems.motion.compensate import PhasePlanes, block_grid
 from vaerans_ecs.systems.motion.vectors import median_prediction
 
-__all__ = ["estimate_motion", "luma", "pad_to_blocks"]
+__all__ = ["LumaPyramid", "block_sums", "clear_cache", "estimate_motion", "luma", "luma_pyramid", "pad_to_blocks"]
 
 I32 = NDArray[np.int32]
 U8 = NDArray[np.uint8]
@@ -48,16 +52,96 @@ def _down(plane: I32) -> I32:
     return out
 
 
-def _block_sad(diff: I32, b: int) -> I32:
-    h, w = diff.shape
-    out: I32 = np.abs(diff).reshape(h // b, b, w // b, b).sum(axis=(1, 3), dtype=np.int32)
-    return out
+class LumaPyramid:
+    """A luma plane, its 2x-downscaled levels and its interpolated planes, built when first asked for.
+
+    A reference serves several searches (the next P-frame's and the B-frames' on either side), so
+    what is built from it is kept here and reused (see :func:`luma_pyramid`).
+    """
+
+    def __init__(self, plane: I32) -> None:
+        self.levels: list[I32] = [plane]
+        self._planes: dict[tuple[int, int, int, str], PhasePlanes] = {}
+        self._lock = threading.Lock()  # a shared pyramid may be searched from several threads
+
+    def level(self, lev: int) -> I32:
+        """The plane downscaled ``lev`` times."""
+        with self._lock:
+            while len(self.levels) <= lev:
+                self.levels.append(_down(self.levels[-1]))
+            return self.levels[lev]
+
+    def planes(self, lev: int, subpel: int, margin: int, taps: str = "bilinear") -> PhasePlanes:
+        """Rounded samples of level ``lev`` at every 1/``subpel`` fraction, edge-padded by ``margin``."""
+        key = (lev, subpel, margin, taps)
+        found = self._planes.get(key)
+        if found is None:  # two threads may both build it: the same planes, either one is kept
+            found = PhasePlanes(self.level(lev), subpel, margin, rounded=True, taps=taps)
+            self._planes.setdefault(key, found)
+        return found
+
+
+_CACHE: OrderedDict[tuple[bytes, int], LumaPyramid] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+#: Pyramids kept (the anchors a P-frame and its B-frames search into: two) ...
+_CACHE_SIZE = 2
+#: ... when their planes (about 40 bytes a pixel with 1/4-pel planes) fit this together: large frames
+#: are rebuilt each time.
+_CACHE_BYTES = 64 << 20
+_BYTES_PER_PIXEL = 40
+
+
+def luma_pyramid(img: U8, block: int) -> LumaPyramid:
+    """The pyramid of an image's luma padded to whole blocks, shared by the searches of identical images.
+
+    The key is a digest of the pixels, so a hit returns what would be built anyway (the search
+    stays a pure function of its inputs).
+    """
+    arr = np.ascontiguousarray(img)
+    digest = hashlib.blake2b(arr.data, digest_size=16)
+    digest.update(repr((arr.shape, arr.dtype.str)).encode())
+    key = (digest.digest(), block)
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            return found
+    made = LumaPyramid(pad_to_blocks(luma(arr), block))
+    if _BYTES_PER_PIXEL * made.levels[0].size <= _CACHE_BYTES // _CACHE_SIZE:
+        with _CACHE_LOCK:
+            _CACHE[key] = made
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return made
+
+
+def clear_cache() -> None:
+    """Drop the kept pyramids (a sequence coder calls it when it is done; the next search rebuilds)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 def _mv_bits(mv: I32, pred: I32) -> I32:
     """Rough bits of coding ``mv`` as a difference from ``pred`` (per component log2-ish)."""
     d = np.abs(mv - pred)
     out: I32 = (2 * np.ceil(np.log2(d + 1)).astype(np.int32) + 1).sum(axis=-1)
+    return out
+
+
+def block_sums(d: NDArray[np.int16], b: int) -> I32:
+    """Sums over b x b blocks of (H, n, W) absolute differences (<= 255): (H // b, n, W // b).
+
+    Adds strided slices (rows, then columns) instead of a reduction over two short axes.
+    """
+    h, n, w = d.shape
+    rows = d.reshape(h // b, b, n, w)
+    acc = rows[:, 0].copy()  # at most 64 * 255: int16 holds it
+    for i in range(1, b):
+        acc += rows[:, i]
+    cols = acc.reshape(h // b, n, w // b, b)
+    out: I32 = cols[..., 0].astype(np.int32)
+    for i in range(1, b):
+        out += cols[..., i]
     return out
 
 
@@ -70,15 +154,17 @@ def _full_search(cur: I32, ref: I32, b: int, radius: int, lam: int) -> I32:
     h, w = cur.shape
     n = 2 * radius + 1
     rp = np.pad(ref.astype(np.int16), radius, mode="edge")
-    cur = cur.astype(np.int16)
+    cur16 = cur.astype(np.int16)
     best = np.full((h // b, w // b), _BIG, dtype=np.int64)
     mv = np.zeros((h // b, w // b, 2), dtype=np.int32)
     penalty = lam * np.abs(np.arange(-radius, radius + 1))
+    diff = np.empty((h, n, w), dtype=np.int16)
     for dy in range(-radius, radius + 1):
         rows = rp[radius + dy: radius + dy + h]
         windows = np.lib.stride_tricks.sliding_window_view(rows, w, axis=1)  # (h, n, w): column offsets
-        diff = np.abs(cur[:, None, :] - windows)
-        sad = diff.reshape(h // b, b, n, w // b, b).sum(axis=(1, 4), dtype=np.int32).astype(np.int64)  # (ny, n, nx)
+        np.subtract(cur16[:, None, :], windows, out=diff)
+        np.abs(diff, out=diff)
+        sad = block_sums(diff, b).astype(np.int64)  # (ny, n, nx)
         sad += (penalty + lam * abs(dy))[None, :, None]
         arg = np.argmin(sad, axis=1)
         cost = np.take_along_axis(sad, arg[:, None, :], axis=1)[:, 0, :]
@@ -88,26 +174,47 @@ def _full_search(cur: I32, ref: I32, b: int, radius: int, lam: int) -> I32:
     return mv
 
 
-def _block_sads(
-    cur_blocks: NDArray[np.int16], planes: PhasePlanes, oy: I32, ox: I32, mv: I32, b: int
-) -> NDArray[np.int64]:
-    """SAD of every block against the reference block its vector points at."""
-    ref_blocks = planes.gather(oy, ox, mv, b)[..., 0].view(np.int16)  # rounded samples, <= 255
-    out: NDArray[np.int64] = np.abs(cur_blocks - ref_blocks).sum(axis=(2, 3), dtype=np.int32).astype(np.int64)
+def _block_sads(cur_blocks: NDArray[np.int16], planes: PhasePlanes, oy: I32, ox: I32, mv: I32,
+                b: int) -> NDArray[np.int64]:
+    """SAD of every block against the reference block its vector points at (``mv`` may add leading axes)."""
+    ref_blocks = planes.blocks(oy, ox, mv, b)[..., 0, :, :].view(np.int16)  # rounded samples, <= 255
+    diff = cur_blocks - ref_blocks
+    np.abs(diff, out=diff)
+    out: NDArray[np.int64] = diff.reshape(*diff.shape[:-2], b * b).sum(axis=-1, dtype=np.int32).astype(np.int64)
     return out
 
 
 def _best_of(cur_blocks: NDArray[np.int16], planes: PhasePlanes, oy: I32, ox: I32, b: int, lam: int,
-             cands: list[I32], pred: I32) -> I32:
-    """Per block, the candidate vector of least SAD + lam * bits."""
-    best_cost = np.full(oy.shape, _BIG, dtype=np.int64)
-    best = cands[0].copy()
-    for cand in cands:
-        cost = _block_sads(cur_blocks, planes, oy, ox, cand, b) + lam * _mv_bits(cand, pred)
-        better = cost < best_cost
-        best_cost = np.where(better, cost, best_cost)
-        best[better] = cand[better]
-    return best
+             cands: list[I32], pred: I32, distinct: int = 1,
+             known: NDArray[np.int64] | None = None) -> tuple[I32, NDArray[np.int64]]:
+    """Per block, the candidate vector of least SAD + lam * bits (the first of equal ones), and its cost.
+
+    The first ``distinct`` candidates differ from each other at every block and are evaluated
+    together; a later one only where it differs from all before it (a repeat never wins: ties
+    keep the first). ``known`` is the cost of ``cands[0]`` when the caller has it.
+    """
+    stack = np.stack(cands)  # (k, ny, nx, 2)
+    costs = np.full(stack.shape[:3], _BIG, dtype=np.int64)
+    first = 0 if known is None else 1
+    if known is not None:
+        costs[0] = known
+    if distinct > first:
+        grid = stack[first:distinct]
+        costs[first:distinct] = _block_sads(cur_blocks, planes, oy, ox, grid, b) + lam * _mv_bits(grid, pred)
+    if len(cands) > distinct:
+        extra = stack[distinct:]
+        fresh = np.ones(extra.shape[:3], dtype=bool)
+        for j in range(extra.shape[0]):
+            for prev in stack[: distinct + j]:
+                fresh[j] &= np.any(extra[j] != prev, axis=-1)
+        kk, ys, xs = np.nonzero(fresh)
+        if kk.size:
+            sub = extra[kk, ys, xs]
+            costs[distinct + kk, ys, xs] = (_block_sads(cur_blocks[ys, xs], planes, oy[ys, xs], ox[ys, xs], sub, b)
+                                            + lam * _mv_bits(sub, pred[ys, xs]))
+    pick = np.argmin(costs, axis=0)  # the first least cost: what a strict-improvement scan keeps
+    best: I32 = np.take_along_axis(stack, pick[None, ..., None], axis=0)[0]
+    return best, np.take_along_axis(costs, pick[None], axis=0)[0]
 
 
 def _blocks(cur: I32, b: int) -> tuple[NDArray[np.int16], I32, I32]:
@@ -116,12 +223,15 @@ def _blocks(cur: I32, b: int) -> tuple[NDArray[np.int16], I32, I32]:
     return cur.astype(np.int16).reshape(ny, b, nx, b).transpose(0, 2, 1, 3), oy, ox
 
 
-def _refine(cur: I32, ref: I32, b: int, mv: I32, lam: int, extra: list[I32]) -> I32:
+#: The +-1 neighbourhood of a vector, in the search's order (rows, then columns).
+_AROUND = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+
+def _refine(cur: I32, planes: PhasePlanes, b: int, mv: I32, lam: int, extra: list[I32]) -> I32:
     """Integer refinement: +-1 around each vector, and the candidate fields in ``extra``."""
     cur_blocks, oy, ox = _blocks(cur, b)
-    planes = PhasePlanes(ref, 1, b + 4, rounded=True)
-    cands = [mv + np.array([dy, dx], dtype=np.int32) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-    return _best_of(cur_blocks, planes, oy, ox, b, lam, cands + extra, median_prediction(mv))
+    cands = [mv + np.array(d, dtype=np.int32) for d in _AROUND]
+    return _best_of(cur_blocks, planes, oy, ox, b, lam, cands + extra, median_prediction(mv), len(cands))[0]
 
 
 def _neighbour_fields(mv: I32) -> list[I32]:
@@ -129,44 +239,46 @@ def _neighbour_fields(mv: I32) -> list[I32]:
     return [np.roll(mv, shift, axis=axis) for axis, shift in ((0, 1), (0, -1), (1, 1), (1, -1))]
 
 
-def _subpel(cur: I32, ref: I32, b: int, mv: I32, subpel: int, lam: int, taps: str) -> I32:
+def _subpel(cur: I32, planes: PhasePlanes, b: int, mv: I32, subpel: int, lam: int) -> I32:
     """Refine vectors (in sub-pel units already) on the interpolated reference, halving the step."""
     cur_blocks, oy, ox = _blocks(cur, b)
-    planes = PhasePlanes(ref, subpel, b + 4, rounded=True, taps=taps)
     pred = median_prediction(mv)
     best = mv
+    cost: NDArray[np.int64] | None = None
     step = subpel // 2
     while step >= 1:
         cands = [best + np.array([dy, dx], dtype=np.int32) for dy in (0, -step, step) for dx in (0, -step, step)]
-        best = _best_of(cur_blocks, planes, oy, ox, b, lam, cands, pred)
+        # the centre is the last round's winner: its cost is known
+        best, cost = _best_of(cur_blocks, planes, oy, ox, b, lam, cands, pred, len(cands), cost)
         step //= 2
     return best
 
 
 def estimate_motion(
-    cur: I32, ref: I32, *, block: int = 16, levels: int = 2, radius: int = 8, subpel: int = 4, lam: int = 4,
-    taps: str = "bilinear",
+    cur: I32 | LumaPyramid, ref: I32 | LumaPyramid, *, block: int = 16, levels: int = 2, radius: int = 8,
+    subpel: int = 4, lam: int = 4, taps: str = "bilinear",
 ) -> I32:
     """Vectors (ny, nx, 2) in 1/``subpel`` pixels for planes already padded to whole blocks.
 
     ``radius`` is the full-search range at the coarsest of ``levels`` pyramid levels (so the
     reach at full resolution is about ``radius * 2**levels`` pixels); ``lam`` weighs vector bits
-    against SAD; ``taps`` is the sub-pel filter the prediction will use.
+    against SAD; ``taps`` is the sub-pel filter the prediction will use. Either plane may come
+    as a :class:`LumaPyramid` (what is built from it is then reused by later searches).
     """
-    pyr_c, pyr_r = [cur], [ref]
-    for _ in range(levels):
-        pyr_c.append(_down(pyr_c[-1]))
-        pyr_r.append(_down(pyr_r[-1]))
-    ny, nx = cur.shape[0] // block, cur.shape[1] // block
+    pyr_c = cur if isinstance(cur, LumaPyramid) else LumaPyramid(cur)
+    pyr_r = ref if isinstance(ref, LumaPyramid) else LumaPyramid(ref)
+    full = pyr_c.level(0)
+    ny, nx = full.shape[0] // block, full.shape[1] // block
     mv: I32 | None = None
     for lev in range(levels, -1, -1):
         b = block >> lev
-        c, r = pyr_c[lev][: ny * b, : nx * b], pyr_r[lev]
+        c = pyr_c.level(lev)[: ny * b, : nx * b]
         if mv is None:
-            mv = _full_search(c, r, b, radius, lam)
+            mv = _full_search(c, pyr_r.level(lev), b, radius, lam)
         else:
-            mv = _refine(c, r, b, mv * 2, lam, [np.zeros_like(mv), *_neighbour_fields(mv * 2)])
+            planes = pyr_r.planes(lev, 1, b + 4)
+            mv = _refine(c, planes, b, mv * 2, lam, [np.zeros_like(mv), *_neighbour_fields(mv * 2)])
     assert mv is not None
     if subpel > 1:
-        mv = _subpel(cur, ref, block, mv * subpel, subpel, lam, taps)
+        mv = _subpel(full, pyr_r.planes(0, subpel, block + 4, taps), block, mv * subpel, subpel, lam)
     return mv

@@ -28,6 +28,7 @@ from vaerans_ecs.core.container import register_section
 from vaerans_ecs.core.system import Mode, System, register_system
 from vaerans_ecs.errors import BitstreamError, ConfigError, VaeransError
 from vaerans_ecs.systems.motion.compensate import FILTERS, predict
+from vaerans_ecs.systems.motion.compensate import clear_cache as _clear_planes
 from vaerans_ecs.systems.motion.components import (
     CodingParams,
     FrameCode,
@@ -37,10 +38,17 @@ from vaerans_ecs.systems.motion.components import (
     Prediction,
     Reference,
 )
-from vaerans_ecs.systems.motion.search import estimate_motion, luma, pad_to_blocks
+from vaerans_ecs.systems.motion.search import LumaPyramid, estimate_motion, luma, luma_pyramid, pad_to_blocks
+from vaerans_ecs.systems.motion.search import clear_cache as _clear_pyramids
 from vaerans_ecs.systems.motion.vectors import decode_vectors, encode_vectors
 from vaerans_ecs.systems.residual.pixel import MAX_ERROR, decode_pixels, encode_pixels
-from vaerans_ecs.systems.residual.transform import MAX_STEP, MIN_STEP, decode_transform, encode_transform
+from vaerans_ecs.systems.residual.transform import (
+    MAX_STEP,
+    MIN_STEP,
+    decode_transform,
+    encode_transform,
+    encode_transform_recon,
+)
 
 if TYPE_CHECKING:
     from vaerans_ecs.core.stream import StreamContext
@@ -57,6 +65,7 @@ __all__ = [
     "PriorMotion",
     "TransformResidual",
     "frame_shape",
+    "release_caches",
     "role_of",
 ]
 
@@ -82,6 +91,12 @@ class PriorMotion(MotionField):
 
 class FutureMotion(MotionField):
     """A B-frame's vectors into its :class:`FutureReference`."""
+
+
+def release_caches() -> None:
+    """Drop what the motion stages keep of recent references (a sequence coder calls it when done)."""
+    _clear_pyramids()
+    _clear_planes()
 
 
 def frame_shape(world: World, eid: int) -> tuple[int, int, int]:
@@ -177,12 +192,13 @@ class BlockMotion(System):
         if self.mode is Mode.INVERSE:
             return  # the decoder's vectors were loaded from the stream
         for eid in eids:
-            cur = pad_to_blocks(luma(_view(world, eid, RGB)), self.block)
-            ref = pad_to_blocks(luma(_view(world, eid, Reference)), self.block)
+            cur = LumaPyramid(pad_to_blocks(luma(_view(world, eid, RGB)), self.block))
+            ref = luma_pyramid(_view(world, eid, Reference), self.block)  # shared with the other searches into it
             lam = self._lam(world, eid)
             world.add_component(eid, self._field(world, MotionField, cur, ref, lam))
 
-    def _field(self, world: World, kind: type[MotionField], cur: I32, ref: I32, lam: int) -> MotionField:
+    def _field(self, world: World, kind: type[MotionField], cur: LumaPyramid, ref: LumaPyramid,
+               lam: int) -> MotionField:
         mv = estimate_motion(cur, ref, block=self.block, levels=self.levels, radius=self.radius,
                              subpel=self.subpel, lam=lam, taps=self.filter)
         limit = self.reach * self.subpel
@@ -230,10 +246,10 @@ class BiMotion(BlockMotion):
         if self.mode is Mode.INVERSE:
             return
         for eid in eids:
-            cur = pad_to_blocks(luma(_view(world, eid, RGB)), self.block)
+            cur = LumaPyramid(pad_to_blocks(luma(_view(world, eid, RGB)), self.block))  # one for both searches
             lam = self._lam(world, eid)
             for kind, ref_kind in ((MotionField, Reference), (FutureMotion, FutureReference)):
-                ref = pad_to_blocks(luma(_view(world, eid, ref_kind)), self.block)
+                ref = luma_pyramid(_view(world, eid, ref_kind), self.block)
                 world.add_component(eid, self._field(world, kind, cur, ref, lam))
 
     def stream_data(self, world: World, eid: int) -> bytes:
@@ -360,9 +376,9 @@ class _Residual(System):
             h, w, c = frame_shape(world, eid)
             if self.mode is Mode.FORWARD:
                 img = _view(world, eid, RGB)
-                data = self.encode(world, eid, img, pred)
+                data, recon = self.encode_recon(world, eid, img, pred)
                 world.add_component(eid, FrameCode(data=data))
-                self._store(world, eid, img if self.exact else self.decode(data, (h, w, c), pred))
+                self._store(world, eid, recon)
             else:
                 data = world.get_component(eid, FrameCode).data
                 self._store(world, eid, self.decode(data, (h, w, c), pred))
@@ -376,9 +392,23 @@ class _Residual(System):
         """The frame's residual payload."""
         raise NotImplementedError
 
+    def encode_recon(self, world: World, eid: int, img: U8, pred: U8 | None) -> tuple[bytes, U8]:
+        """The payload and the decoder's reconstruction (by default: decoded from the payload)."""
+        data = self.encode(world, eid, img, pred)
+        h, w, c = img.shape
+        return data, img if self.exact else self.decode(data, (h, w, c), pred)
+
     def decode(self, data: bytes, shape: tuple[int, int, int], pred: U8 | None) -> U8:
         """The reconstruction from the payload and the prediction."""
         raise NotImplementedError
+
+
+def _add_prediction(res: NDArray[np.float32], pred: U8 | None) -> U8:
+    """Pixels from decoded (C, H, W) residual planes and the prediction."""
+    out = np.moveaxis(res, 0, 2)
+    if pred is not None:
+        out = out + pred
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 @register_system
@@ -412,21 +442,25 @@ class TransformResidual(_Residual):
         mode = Mode.INVERSE if self.mode is Mode.FORWARD else Mode.FORWARD
         return TransformResidual(self.step, self.levels, self.chroma, self.rdo, mode)
 
-    def encode(self, world: World, eid: int, img: U8, pred: U8 | None) -> bytes:
+    def _planes(self, world: World, eid: int, img: U8, pred: U8 | None) -> tuple[NDArray[np.float32], float]:
         step = world.get_component(eid, CodingParams).step if world.has_component(eid, CodingParams) else self.step
         res = img.astype(np.float32)
         if pred is not None:
             res -= pred
-        step = float(np.clip(step, MIN_STEP, MAX_STEP))
-        return encode_transform(np.moveaxis(res, 2, 0), step, levels=self.levels, chroma=self.chroma, rdo=self.rdo)
+        return np.moveaxis(res, 2, 0), float(np.clip(step, MIN_STEP, MAX_STEP))
+
+    def encode(self, world: World, eid: int, img: U8, pred: U8 | None) -> bytes:
+        planes, step = self._planes(world, eid, img, pred)
+        return encode_transform(planes, step, levels=self.levels, chroma=self.chroma, rdo=self.rdo)
+
+    def encode_recon(self, world: World, eid: int, img: U8, pred: U8 | None) -> tuple[bytes, U8]:
+        planes, step = self._planes(world, eid, img, pred)
+        data, res = encode_transform_recon(planes, step, levels=self.levels, chroma=self.chroma, rdo=self.rdo)
+        return data, _add_prediction(res, pred)
 
     def decode(self, data: bytes, shape: tuple[int, int, int], pred: U8 | None) -> U8:
         h, w, c = shape
-        res = decode_transform(data, c, h, w)
-        out = np.moveaxis(res, 0, 2)
-        if pred is not None:
-            out = out + pred
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return _add_prediction(decode_transform(data, c, h, w), pred)
 
 
 @register_system

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -50,6 +48,7 @@ __all__ = [
     "WAVELETS",
     "decode_transform",
     "encode_transform",
+    "encode_transform_recon",
 ]
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,7 @@ class _PassState:
     def split(self, lev: int, phase: int, vals: NDArray[np.signedinteger[Any]]) -> list[NDArray[np.signedinteger[Any]]]:
         """A pass's values cut into its three bands' parts."""
         ends = np.cumsum([ctx.phase_count(bh, bw, phase) for bh, bw in self.geo.shapes[lev]])
-        return np.split(vals, ends[:-1])
+        return _cut(vals, ends)
 
     def record(self, lev: int, ch: int, phase: int, vals: NDArray[np.signedinteger[Any]]) -> None:
         """Store a coded pass's values (capped magnitudes) for the contexts of later passes."""
@@ -162,10 +161,20 @@ class _PassState:
             ctx.scatter(self.signs[lev][o][ch], phase, part)
 
 
+def _cut(a: NDArray[Any], ends: NDArray[np.integer[Any]]) -> list[NDArray[Any]]:
+    """``a`` cut at the cumulative ``ends`` (the last one is ``a.size``): np.split without its overhead."""
+    out = []
+    start = 0
+    for end in ends.tolist():
+        out.append(a[start:end])
+        start = end
+    return out
+
+
 def _split_by_class(sym: U8, cls: U8, n_classes: int = ctx.N_CLASSES) -> list[U8]:
     order = np.argsort(cls, kind="stable")
     counts = np.bincount(cls, minlength=n_classes)
-    return np.split(sym[order], np.cumsum(counts)[:-1])
+    return _cut(sym[order], np.cumsum(counts))
 
 
 def _unsplit(arrays: list[U8], cls: U8) -> U8:
@@ -215,10 +224,40 @@ def encode_transform(
     quantiser (squared steps per bit); ``tiles`` True codes independent TILE x TILE tiles (each
     choosing its wavelet), False never, None as said above. Deterministic.
     """
+    return _encode_transform(planes, step, colour, levels, wavelet, chroma, deadzone, rdo, tiles, None)
+
+
+def encode_transform_recon(
+    planes: NDArray[np.float32],
+    step: float,
+    *,
+    colour: bool = True,
+    levels: int | None = None,
+    wavelet: str | None = None,
+    chroma: float = 1.1,
+    deadzone: float = 0.38,
+    rdo: float = 0.1,
+    tiles: bool | None = None,
+) -> tuple[bytes, F32]:
+    """:func:`encode_transform`, and the planes :func:`decode_transform` returns for its stream.
+
+    A closed-loop encoder needs the decoder's reconstruction; this builds it from the quantised
+    coefficients the encoder already holds (the decoder's own dequantiser and inverse transform)
+    instead of entropy-decoding the stream again.
+    """
+    keep: list[F32] = []
+    data = _encode_transform(planes, step, colour, levels, wavelet, chroma, deadzone, rdo, tiles, keep)
+    return data, keep[0]
+
+
+def _encode_transform(
+    planes: NDArray[np.float32], step: float, colour: bool, levels: int | None, wavelet: str | None,
+    chroma: float, deadzone: float, rdo: float, tiles: bool | None, keep: list[F32] | None,
+) -> bytes:
     x = np.asarray(planes)
     if x.ndim != 3 or not 1 <= x.shape[0] <= fmt.MAX_CHANNELS or x.shape[1] < 1 or x.shape[2] < 1:
         raise VaeransError(f"encode_transform expects (C, H, W) planes with C in 1..4, got shape {x.shape}")
-    x = x.astype(np.float32, copy=False)
+    x = np.ascontiguousarray(x, dtype=np.float32)  # channel planes: every later pass reads them whole
     if not np.all(np.isfinite(x)) or float(np.max(np.abs(x))) > MAX_ABS:
         raise VaeransError(f"encode_transform: planes must be finite and within +-{MAX_ABS:g}")
     step32 = float(np.float32(step))
@@ -239,23 +278,31 @@ def encode_transform(
     opts = _Options(step32, int(levels), chroma_code, float(deadzone), float(rdo), bool(colour) and x.shape[0] >= 3)
     synthetic = wavelet is None and _looks_synthetic(x)
     names = [wavelet] if wavelet is not None else list(WAVELETS) if synthetic else ["cdf97"]
-    makers: list[tuple[str, Callable[[], bytes]]] = [(n, partial(_encode, x, opts, n)) for n in names]
-    if tiles or (tiles is None and synthetic and max(x.shape[1:]) > TILE and _mixed_tiles(x)):
+    use_tiles = bool(tiles) or (tiles is None and synthetic and max(x.shape[1:]) > TILE and _mixed_tiles(x))
+    if use_tiles:
         tile_args = {"colour": colour, "levels": explicit_levels, "wavelet": wavelet, "chroma": chroma}
         tile_args |= {"deadzone": deadzone, "rdo": rdo, "tiles": False}
-        makers = [] if tiles else makers
-        makers.append(("tiles", partial(_encode_tiles, x, step32, opts.colour, tile_args)))
-    if len(makers) == 1:
-        return makers[0][1]()
-    best: tuple[float, bytes] | None = None
-    for name, make in makers:
-        data = make()
-        err = decode_transform(data, *x.shape, colour=colour) - x
-        cost = float(np.sum(np.square(err, dtype=np.float64))) + _SELECT_LAMBDA * step32**2 * 8 * len(data)
+        names = ["tiles"] if tiles else [*names, "tiles"]
+    if len(names) == 1 and names[0] != "tiles":
+        return _encode(x, opts, names[0], keep)
+    best: tuple[float, bytes, F32] | None = None
+    for name in names:  # each candidate with its reconstruction (what the decoder would return)
+        if name == "tiles":
+            data, decoded = _encode_tiles(x, step32, opts.colour, tile_args)
+        else:
+            one: list[F32] = []
+            data = _encode(x, opts, name, one)
+            decoded = one[0]
+        if len(names) == 1:
+            best = (0.0, data, decoded)
+            break
+        cost = float(np.sum(np.square(decoded - x, dtype=np.float64))) + _SELECT_LAMBDA * step32**2 * 8 * len(data)
         log.debug("transform coder: %s gives %d bytes, cost %.4g", name, len(data), cost)
         if best is None or cost < best[0]:
-            best = (cost, data)
+            best = (cost, data, decoded)
     assert best is not None
+    if keep is not None:
+        keep.append(best[2])
     return best[1]
 
 
@@ -263,14 +310,16 @@ def encode_transform(
 TILE: Final = 128
 
 
-def _encode_tiles(x: F32, step: float, colour: bool, args: dict[str, Any]) -> bytes:
-    """Independent TILE x TILE streams (each with the automatic choices), in a tiled stream."""
+def _encode_tiles(x: F32, step: float, colour: bool, args: dict[str, Any]) -> tuple[bytes, F32]:
+    """Independent TILE x TILE streams (each with the automatic choices), in a tiled stream, and its decoding."""
     c, h, w = x.shape
-    parts = [
-        encode_transform(np.ascontiguousarray(x[:, i : i + th, j : j + tw]), step, **args)
-        for i, j, th, tw in fmt.tile_grid(h, w, TILE)
-    ]
-    return fmt.pack_tiled(TILE.bit_length() - 1, parts, (c, h, w, colour))
+    parts = []
+    out = np.empty((c, h, w), dtype=np.float32)
+    for i, j, th, tw in fmt.tile_grid(h, w, TILE):
+        data, decoded = encode_transform_recon(np.ascontiguousarray(x[:, i : i + th, j : j + tw]), step, **args)
+        parts.append(data)
+        out[:, i : i + th, j : j + tw] = decoded
+    return fmt.pack_tiled(TILE.bit_length() - 1, parts, (c, h, w, colour)), out
 
 
 def auto_levels(height: int, width: int) -> int:
@@ -295,15 +344,23 @@ def _mixed_tiles(x: F32) -> bool:
 
 
 def _looks_synthetic(x: F32) -> bool:
-    """Whether many horizontal and vertical neighbours are exactly equal (graphics, text, screens)."""
+    """Whether many horizontal and vertical neighbours are exactly equal (graphics, text, screens).
+
+    Neighbours equal in every channel are also equal in the first: when too few are, that answers.
+    """
     _, h, w = x.shape
-    same = 0
-    if w > 1:
-        same += int(np.count_nonzero(np.all(x[:, :, 1:] == x[:, :, :-1], axis=0)))
-    if h > 1:
-        same += int(np.count_nonzero(np.all(x[:, 1:, :] == x[:, :-1, :], axis=0)))
     pairs = h * (w - 1) + (h - 1) * w
-    return bool(pairs > 0 and same > _SYNTHETIC_SHARE * pairs)
+    if pairs <= 0:
+        return False
+    limit = _SYNTHETIC_SHARE * pairs
+    across = x[0, :, 1:] == x[0, :, :-1]
+    down = x[0, 1:, :] == x[0, :-1, :]
+    if not int(np.count_nonzero(across)) + int(np.count_nonzero(down)) > limit:
+        return False
+    for ch in range(1, x.shape[0]):
+        across &= x[ch, :, 1:] == x[ch, :, :-1]
+        down &= x[ch, 1:, :] == x[ch, :-1, :]
+    return bool(int(np.count_nonzero(across)) + int(np.count_nonzero(down)) > limit)
 
 
 @dataclass(frozen=True)
@@ -316,7 +373,8 @@ class _Options:
     colour: bool
 
 
-def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
+def _encode(x: F32, opts: _Options, wavelet: str, keep: list[F32] | None = None) -> bytes:
+    """One stream with one wavelet; ``keep`` (when given) receives the decoder's reconstruction."""
     c, h, w = x.shape
     geo = _geometry(c, h, w, opts.levels)
     dec = dwt_forward(colour_forward(x) if opts.colour else x, geo.levels, wavelet)
@@ -340,6 +398,8 @@ def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
     records = [coder.encode(list(sym))]
     escapes = [esc.ravel()]
     state = _PassState(geo)
+    # the decoder's coefficient planes, for the reconstruction (when asked)
+    q_det = [] if keep is None else [[np.zeros((c, bh, bw), dtype=np.int32) for bh, bw in r] for r in geo.shapes]
     stats = tq.RateDistortionStats()
     done: tuple[int, int, int, I64] | None = None  # the previous pass: its signs ride with this one
     for lev, ch, phase in _passes(geo, nonzero):
@@ -352,6 +412,9 @@ def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
         records.append(coder.encode(arrays + _split_by_class(sym, cls)))
         escapes.append(esc)
         state.record(lev, ch, phase, q)
+        if keep is not None:
+            for o, part in enumerate(state.split(lev, phase, q)):
+                ctx.scatter(q_det[lev][o][ch], phase, part)
         done = (lev, ch, phase, q)
     if done is not None:
         records.append(coder.encode(_encode_signs(state, done)))
@@ -367,6 +430,8 @@ def _encode(x: F32, opts: _Options, wavelet: str) -> bytes:
         nonzero=nonzero,
     )
     out = fmt.pack(header, records, len(esc_bytes), esc_payload, (c, h, w, opts.colour))
+    if keep is not None:
+        keep.append(_reconstruct(geo, header, q_det, q_ll, opts.colour))
     log.debug("transform coder: %d bytes for %dx%dx%d at step %g (%s)", len(out), c, h, w, opts.step, wavelet)
     return out
 

@@ -71,9 +71,10 @@ def ll_reconstruct(r: I64) -> I64:
     return out
 
 
-def _bits_table(m: I64, cls: U8, n_classes: int) -> F64:
-    """Estimated bits of every magnitude symbol in every class, from the histogram of ``m``."""
-    sym = cls.astype(np.int64) * 128 + np.minimum(m, ESC)
+def _bits_table(m: I64, base: I64, n_classes: int) -> F64:
+    """Estimated bits of every magnitude symbol in every class (``base``: class * 128), from the
+    histogram of ``m``."""
+    sym = base + np.minimum(m, ESC)
     hist = np.bincount(sym, minlength=n_classes * 128).reshape(n_classes, 128)
     cnt = hist.astype(np.float64) + 0.05
     bits: F64 = np.log2(cnt.sum(axis=1, keepdims=True)) - np.log2(cnt)
@@ -90,25 +91,26 @@ def quantise_pass(y: NDArray[np.floating[Any]], cls: U8, n_classes: int, deadzon
     values were chosen.
     """
     a = np.abs(y)
-    neg = y < 0
     m = np.floor(a + deadzone).astype(np.int64)
     if lam > 0 and a.size:
         # only coefficients whose nearest magnitude is >= 1 have a choice to make
         sel = np.flatnonzero(a >= 0.5)
-        hi = np.floor(a[sel] + 0.5).astype(np.int64)
+        a_sel = a[sel]
+        hi = np.floor(a_sel + 0.5).astype(np.int64)
         lo = hi - 1
-        d_hi = np.square(a[sel] - _recon_guess(hi))
-        d_lo = np.square(a[sel] - _recon_guess(lo))
-        rows = cls[sel].astype(np.int64)
-        hi_sym, lo_sym = np.minimum(hi, ESC), np.minimum(lo, ESC)
+        d_hi = np.square(a_sel - _recon_guess(hi))
+        d_lo = np.square(a_sel - _recon_guess(lo))
+        base = cls.astype(np.int64) * 128
+        rows = base[sel]  # flat positions in the (class, symbol) table
+        at_hi, at_lo = rows + np.minimum(hi, ESC), rows + np.minimum(lo, ESC)
         sign_lo = lo > 0
         for _ in range(2):
-            bits = _bits_table(m, cls, n_classes)
-            j_hi = d_hi + lam * (bits[rows, hi_sym] + 1.0)
-            j_lo = d_lo + lam * (bits[rows, lo_sym] + sign_lo)
+            bits = _bits_table(m, base, n_classes).ravel()
+            j_hi = d_hi + lam * (bits[at_hi] + 1.0)
+            j_lo = d_lo + lam * (bits[at_lo] + sign_lo)
             m = np.zeros_like(m)
             m[sel] = np.where(j_lo < j_hi, lo, hi)
-    out: I64 = np.where(neg, -m, m)
+    out: I64 = np.where(y < 0, -m, m)
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from vaerans_ecs.systems.residual.transform_context import PHASES, fit_grid
+from vaerans_ecs.systems.residual.transform_context import PHASES, fit_grid, pad1
 
 __all__ = ["N_SIGN_CONTEXTS", "sign_bits", "sign_contexts", "sign_score", "signs_from_bits"]
 
@@ -45,7 +45,7 @@ def sign_score(
     band's signs; ``first`` / ``second`` the same band's signs in the first / second channel.
     """
     h, w = signs.shape
-    p = np.pad(signs, 1)
+    p = pad1(signs)
     parts: list[I32] = []
     for py, px in PHASES[phase]:
         nh, nw = (h - py + 1) // 2, (w - px + 1) // 2
