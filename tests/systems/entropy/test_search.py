@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -9,9 +11,9 @@ from hypothesis import strategies as st
 
 from tests.systems.entropy.helpers import FAST, SLACK_BYTES, band, band_specs, make, same, words
 from vaerans_ecs.systems.entropy import empirical_entropy_bound_bytes, get_coder
-from vaerans_ecs.systems.entropy.bandmodel import SPARSE, TABLE, TABLES
+from vaerans_ecs.systems.entropy.bandmodel import GEOM, SAME, SPARSE, TABLE, TABLES, a_centre
 from vaerans_ecs.systems.entropy.plan import Chunk, plan_chunks, table_model
-from vaerans_ecs.systems.entropy.priors import categorical
+from vaerans_ecs.systems.entropy.priors import CUT8, PRIORS, UNITS, categorical
 from vaerans_ecs.systems.entropy.search import cheapest_plans, choose, choose_models, encode_chunks, histograms
 
 
@@ -91,3 +93,50 @@ def test_histograms_both_paths() -> None:
     np.testing.assert_array_equal(
         histograms(np.concatenate(many), [2] * 300), np.stack([np.bincount(b, minlength=256) for b in many])
     )
+
+
+def _geom_bits_reference(x: np.ndarray, kind: int, prec: int, a: int, t: int) -> float:
+    """Bits of band ``x`` as GEOM/SAME with the given parameters: the closed form written out per
+    band (scalar floats), as the search evaluated it before its per-``t`` tables."""
+    h = np.bincount(x, minlength=256)
+    mode = int(h.argmax())
+    n, hm = int(x.size), int(h[mode])
+    steps = np.maximum(np.abs(np.arange(256) - mode) - 1, 0)
+    s1 = int((h * steps).sum())
+    unit = UNITS[prec]
+    s = 8.0 / unit
+    ab, tb, t8 = a / s, t / s, t * unit
+    reach = min(255, 1 + (CUT8 + t8 - 1) // t8) if t8 > 0 else 255
+    left, right = min(mode, reach), min(255 - mode, reach)
+    th = 2.0**-tb
+    sl = (1.0 - th**left) / (1.0 - th) if t8 > 0 else float(left)
+    sr = (1.0 - th**right) / (1.0 - th) if t8 > 0 else float(right)
+    payload = -hm * ab + tb * s1 + n * math.log2(2.0**ab + sl + sr)
+    pr = PRIORS
+    if kind == SAME:
+        return payload + float(pr.kind_bits[SAME])
+    side = pr.kind_bits[GEOM] + pr.prec_bits[prec] + pr.a_bits[prec][a_centre(n, unit) - a + pr.a_off[prec]]
+    return payload + float(side + pr.t_bits[prec][t])
+
+
+@FAST
+@given(seed=st.integers(0, 2**32 - 1))
+def test_geom_costs_match_closed_form(seed: int) -> None:
+    # the search's GEOM and SAME estimates (looked up from per-t tables) equal the closed form
+    # evaluated band by band; modes near 0 and 255 exercise the truncated tails
+    rng = np.random.default_rng(seed)
+    bands = []
+    for _ in range(24):
+        mode = int(rng.choice([0, 1, 3, int(rng.integers(0, 256)), 128, 252, 255]))
+        size = int(rng.choice([2, 9, 60, 400, 3000]))
+        sign = rng.choice([-1, 1], size)
+        steps = rng.geometric(float(rng.uniform(0.02, 0.95)), size) - 1
+        bands.append(np.clip(mode + sign * steps, 0, 255).astype(np.uint8))
+    models, bits, _ = choose(bands)
+    seen = set()
+    for m, b, x in zip(models, bits, bands, strict=True):
+        assert m is not None
+        if m.kind in (GEOM, SAME):
+            seen.add(m.kind)
+            assert b == pytest.approx(_geom_bits_reference(x, m.kind, m.prec, m.a, m.t), rel=1e-12, abs=1e-9)
+    assert GEOM in seen

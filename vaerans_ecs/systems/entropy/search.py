@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 _A_BITS: Final = pad_rows(PRIORS.a_bits)  # (q, index), padded with inf
-_T_BITS: Final = pad_rows(PRIORS.t_bits)
 _E_BITS: Final = pad_rows(PRIORS.ent_bits)
 
 _UNIT_ARR: Final = np.array(UNITS, dtype=np.int64)[:, None, None, None]  # (q, da, dt, band)
@@ -68,6 +67,9 @@ _A_MIN: Final = A_LO8 // _UNIT_ARR
 _A_MAX: Final = A_HI8 // _UNIT_ARR
 _T_MAX: Final = T_HI8 // _UNIT_ARR
 _COL: Final = np.arange(256)
+#: ``max(|x - m| - 1, 0)`` per mode ``m`` (row) and symbol ``x`` (column).
+_TAIL_STEPS: Final = np.maximum(np.abs(_COL[None, :] - _COL[:, None]) - 1, 0)
+_TAIL_STEPS.setflags(write=False)
 #: Lower bound of the TABLE/SPARSE side information, as the search has always computed it.
 _TAB_KIND_MIN: Final = min(PRIORS.kind_bits[TABLE], PRIORS.kind_bits[SPARSE])
 _PREC_MIN: Final = PRIORS.prec_bits.min()
@@ -97,28 +99,63 @@ def _exp2_tables() -> tuple[F64, F64]:
 
 
 _T_EXP2, _T_LOG2 = _exp2_tables()
+# flat copies of the per-precision tables, with the flat position where each row starts
+_T_EXP2_FLAT: Final = _T_EXP2.ravel()
+_T_LOG2_FLAT: Final = _T_LOG2.ravel()
+_T_EXP2_ROW: Final = (np.arange(N_PREC - TABLE_Q0) * _T_EXP2.shape[1])[:, None]
+_E_BITS_FLAT: Final = _E_BITS.ravel()
+_E_ROW: Final = (_TQ * _E_BITS.shape[1])[:, None]
+_T_SCALE2: Final = _T_SCALE[:, :, 0]  # (q, 1)
+_T_NEG_FLOOR2: Final = -_T_FLOOR[:, :, 0]
+_T_EOFF1: Final = 1 + _T_EOFF[:, :, 0]
 
 
-def _geom_payload(n: F64, hm: F64, s1: F64, modes: I64, maxj: I64, k: F64, unit: I64, a: I64, t: I64) -> F64:
-    """Cross-entropy (bits) of bands with the given statistics under GEOM params (broadcasting).
+def _t_tables() -> tuple[I64, F64, I64, F64]:
+    """Everything GEOM's payload needs from ``t`` alone, per precision and ``t`` (flat rows).
 
-    Uses the sufficient statistics (size, mode count, sum of ``|x - m| - 1`` over the tails) and
-    the closed-form normaliser; ``inf`` where the band does not fit in the support. Everything
-    that depends on ``t`` only is computed at ``t``'s shape, so callers pass ``a`` and ``t``
-    along different axes instead of broadcasting them first.
+    Returns the row offset of each precision, ``t / s``, the support half-width and the tail
+    sums ``(1 - th**j) / (1 - th)`` (``j`` for ``t = 0``) for ``j = 0..255``: the same
+    elementwise operations on the same values as evaluating them per band, done once.
     """
-    s = 8.0 / unit
-    ab = a / s
-    tb = t / s
+    sizes = [T_HI8 // u + 1 for u in UNITS]
+    off = np.array(list(accumulate(sizes, initial=0))[:-1], dtype=np.int64)
+    t = np.concatenate([np.arange(m, dtype=np.int64) for m in sizes])
+    unit = np.repeat(np.array(UNITS, dtype=np.int64), sizes)
+    tb = t / (8.0 / unit)
     t8 = t * unit
     pos = t8 > 0
     reach = np.where(pos, np.minimum(255, 1 + (CUT8 + t8 - 1) // np.maximum(t8, 1)), 255)
-    left = np.minimum(modes, reach)
-    right = np.minimum(255 - modes, reach)
     th = np.exp2(-tb)
     denom = np.where(pos, 1.0 - th, 1.0)
-    sl = np.where(pos, (1.0 - th**left) / denom, left)
-    sr = np.where(pos, (1.0 - th**right) / denom, right)
+    grid = (t.size, 256)
+    th2 = np.ascontiguousarray(np.broadcast_to(th[:, None], grid))
+    j2 = np.ascontiguousarray(np.broadcast_to(np.arange(256, dtype=np.int64), grid))
+    tail = np.where(pos[:, None], (1.0 - th2**j2) / denom[:, None], j2)
+    for arr in (off, tb, reach, tail):
+        arr.setflags(write=False)
+    return off, tb, reach, tail.ravel()
+
+
+_T_OFF, _T_TB, _T_REACH, _T_TAIL = _t_tables()
+_T_BITS_FLAT: Final = np.concatenate(PRIORS.t_bits)
+_S_Q: Final = 8.0 / _UNIT_ARR  # (q, 1, 1, 1) steps per bit
+_T_OFF_Q: Final = _T_OFF[:, None, None, None]
+
+
+def _geom_payload(n: F64, hm: F64, s1: F64, modes: I64, maxj: I64, k: F64, s: F64, a: I64, ti: I64) -> F64:
+    """Cross-entropy (bits) of bands with the given statistics under GEOM params (broadcasting).
+
+    Uses the sufficient statistics (size, mode count, sum of ``|x - m| - 1`` over the tails) and
+    the closed-form normaliser; ``inf`` where the band does not fit in the support. ``s`` is the
+    precision's steps per bit and ``ti`` the row of ``t`` in the per-``t`` tables
+    (:func:`_t_tables`); callers pass ``a`` and ``ti`` along different axes.
+    """
+    ab = a / s
+    tb = _T_TB[ti]
+    reach = _T_REACH[ti]
+    row = ti * 256
+    sl = _T_TAIL[row + np.minimum(modes, reach)]
+    sr = _T_TAIL[row + np.minimum(255 - modes, reach)]
     payload = -hm * ab + tb * s1 + n * np.log2(np.exp2(ab) + sl + sr)
     out: F64 = np.where((maxj <= reach) & (k > 0), payload, np.inf)
     return out
@@ -136,13 +173,14 @@ def _geom_costs(n: F64, hm: F64, k: F64, s1: F64, modes: I64, maxj: I64, centre:
     theta = mu / (1.0 + mu)
     t_real = np.where(mu > 0, -np.log2(np.maximum(theta, 1e-300)), 16.0)
     a_real = np.log2(2.0 * np.maximum(hm, 1.0) / (kk * (1.0 - theta)))
-    unit = _UNIT_ARR
-    s = 8.0 / unit
-    a = np.clip(np.floor(a_real * s) + _STEP_A, _A_MIN, _A_MAX).astype(np.int64)  # (q, 2, 1, band)
-    t = np.clip(np.floor(t_real * s) + _STEP_T, 0, _T_MAX).astype(np.int64)  # (q, 1, 2, band)
-    payload = _geom_payload(n, hm, s1, modes, maxj, k, unit, a, t)
-    cidx = (8 * centre) // unit - a + _A_OFF
-    cost = payload + pr.kind_bits[GEOM] + _PREC_BITS_Q + _A_BITS[_QI, cidx] + _T_BITS[_QI, t]
+    s = _S_Q
+    # clip as maximum then minimum: the same values (the fits are never NaN)
+    a = np.minimum(np.maximum(np.floor(a_real * s) + _STEP_A, _A_MIN), _A_MAX).astype(np.int64)  # (q, 2, 1, band)
+    t = np.minimum(np.maximum(np.floor(t_real * s) + _STEP_T, 0), _T_MAX).astype(np.int64)  # (q, 1, 2, band)
+    ti = t + _T_OFF_Q
+    payload = _geom_payload(n, hm, s1, modes, maxj, k, s, a, ti)
+    cidx = (8 * centre) // _UNIT_ARR - a + _A_OFF
+    cost = payload + pr.kind_bits[GEOM] + _PREC_BITS_Q + _A_BITS[_QI, cidx] + _T_BITS_FLAT[ti]
     flat = cost.reshape(N_PREC, 4, -1)
     pick = flat.argmin(axis=1)
     best = flat.min(axis=1)
@@ -203,25 +241,25 @@ def _table_costs(h: I64, modes: I64, lo: I64, hi: I64) -> tuple[F64, F64, _Table
     nxt = np.minimum.accumulate(np.where(present, pos, total)[::-1])[::-1]
     before = np.concatenate(([0], prev[:-1]))  # nearest present column left of each column
     after = np.concatenate((nxt[1:], [0]))  # ... and right of it
-    ref = np.clip(np.where(right, before, after), 0, total - 1)
+    ref = np.minimum(np.maximum(np.where(right, before, after), 0), total - 1)
     side0 = pr.dist_bits[modes - lo] + pr.dist_bits[hi - modes] + pr.prec_bits[TABLE_Q0:, None]
     used = present & inside
     gaps = np.where(used, np.abs(pos - ref) - 1, 0)
     n_used = np.bincount(row[used], minlength=nb)
-    lq = np.where(present, np.maximum(np.rint(lr * _T_SCALE[:, :, 0]), -_T_FLOOR[:, :, 0]), 0).astype(np.int64)
-    ent = np.where(present, 1 + _T_EOFF[:, :, 0] + lq - lq[:, ref], 0)
-    ebits = _E_BITS[_TQ[:, None], ent]
-    qrow = (_TQ - TABLE_Q0)[:, None]
+    lq = np.where(present, np.maximum(np.rint(lr * _T_SCALE2), _T_NEG_FLOOR2), 0).astype(np.int64)
+    ent = np.where(present, _T_EOFF1 + lq - lq[:, ref], 0)
+    ebits = _E_BITS_FLAT[_E_ROW + ent]
+    wpos = _T_EXP2_ROW - lq  # flat position of each column's weight in the exp2 / log2 tables
     nq = N_PREC - TABLE_Q0
     terms = np.zeros((3 * nq + 1, total))  # one pass of row sums for everything but the payload
     np.copyto(terms[:nq], ebits, where=inside)
     np.copyto(terms[nq : 2 * nq], ebits, where=used)
-    np.copyto(terms[2 * nq : 3 * nq], _T_EXP2[qrow, -lq], where=present)
+    np.copyto(terms[2 * nq : 3 * nq], _T_EXP2_FLAT[wpos], where=present)
     np.copyto(terms[3 * nq], pr.gap_bits[gaps], where=used)
     sums = _row_sums(terms, slot, nb, width)
     dense_e, sparse_e, wsum = sums[:nq], sums[nq : 2 * nq], sums[2 * nq : 3 * nq]
     sparse0 = pr.kind_bits[SPARSE] + pr.dist_bits[n_used] + sums[3 * nq]
-    logp = np.where(present, _T_LOG2[qrow, -lq], 0.0) - np.log2(wsum)[:, row]
+    logp = np.where(present, _T_LOG2_FLAT[wpos], 0.0) - np.log2(wsum)[:, row]
     base = -_row_sums(hc * logp, slot, nb, width) + side0
     tcost = base + pr.kind_bits[TABLE] + dense_e
     scost = base + sparse0 + sparse_e
@@ -304,12 +342,11 @@ def _stats(cat: NDArray[np.uint8], sizes: list[int]) -> _Stats:
     h = histograms(cat, sizes)
     modes = h.argmax(axis=1)
     n = np.array(sizes, dtype=np.float64)
-    hm = h[np.arange(h.shape[0]), modes].astype(np.float64)
+    hm = h.max(axis=1).astype(np.float64)  # the mode's count
     present = h > 0
     lo = present.argmax(axis=1)
     hi = 255 - present[:, ::-1].argmax(axis=1)
-    j = np.abs(_COL - modes[:, None])
-    s1 = (h * np.maximum(j - 1, 0)).sum(axis=1).astype(np.float64)
+    s1 = (h * _TAIL_STEPS[modes]).sum(axis=1).astype(np.float64)
     maxj = np.maximum(modes - lo, hi - modes)
     centre = np.array([(2 * s).bit_length() for s in sizes], dtype=np.int64)
     return _Stats(h, n, modes, hm, n - hm, s1, present, lo, hi, maxj, centre)
@@ -378,9 +415,9 @@ class _GeomCandidates:
 def _geom_candidates(st: _Stats, best: I64, costs: _Costs) -> _GeomCandidates:
     rows = np.flatnonzero((best >= _GEOM_COLS) & (best < _TABLE_COLS))
     q = best[rows] - _GEOM_COLS
-    unit = _UNIT_ARR[q, 0, 0, 0]
     a = costs.geom_a[q, rows]
     t = costs.geom_t[q, rows]
+    ti = _T_OFF[q] + t
     pay = _geom_payload(
         st.n[:, None],
         st.hm[:, None],
@@ -388,13 +425,11 @@ def _geom_candidates(st: _Stats, best: I64, costs: _Costs) -> _GeomCandidates:
         st.modes[:, None],
         st.maxj[:, None],
         st.k[:, None],
-        unit[None, :],
+        _S_Q[q, 0, 0, 0][None, :],
         a[None, :],
-        t[None, :],
+        ti[None, :],
     )
-    # support half-width of each candidate's parameters (geom_support, vectorised)
-    t8 = t * unit
-    reach = np.where(t8 <= 0, 255, np.minimum(255, 1 + (CUT8 + t8 - 1) // np.maximum(t8, 1)))
+    reach = _T_REACH[ti]  # support half-width of each candidate's parameters (geom_support)
     params = list(zip(q.tolist(), a.tolist(), t.tolist(), reach.tolist(), strict=True))
     return _GeomCandidates(rows, params, pay + PRIORS.kind_bits[SAME])
 
