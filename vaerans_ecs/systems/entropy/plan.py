@@ -143,8 +143,8 @@ def plan_concat(
     if not live:
         return []
     chunks = [chunk([m.kind for _, m in live], pr.kind)]
-    modes = np.array([m.mode for _, m in live], dtype=np.int64)
-    chunks.append(chunk(np.diff(modes, prepend=MODE_START) + 255, pr.mode))
+    modes = [m.mode for _, m in live]
+    chunks.append(chunk([m - p + 255 for m, p in zip(modes, [MODE_START, *modes[:-1]], strict=True)], pr.mode))
     coded = [(i, m) for i, m in live if m.kind in (GEOM, TABLE, SPARSE)]
     if coded:
         chunks.append(chunk([m.prec for _, m in coded], pr.prec))
@@ -176,7 +176,7 @@ def plan_concat(
         if ents:
             chunks.append(chunk(np.concatenate(ents), pr.ent[q]))
     symbols = cat.astype(np.int32)  # one conversion; each band is shifted in place below
-    starts = np.cumsum([0, *sizes]).tolist()
+    starts = list(accumulate(sizes, initial=0))
     for i, m in live:
         if m.kind == CONST:
             continue
