@@ -212,16 +212,19 @@ def _row_sums(values: F64, slot: I64, nb: int, width: int) -> F64:
     return out
 
 
-def _table_costs(h: I64, modes: I64, lo: I64, hi: I64) -> tuple[F64, F64, _TableEval]:
-    """Exact TABLE and SPARSE costs per (precision, band) over the bands' joint column window.
+def _table_costs(
+    h: I64, modes: I64, lo: I64, hi: I64, window: tuple[int, int]
+) -> tuple[F64, F64, _TableEval]:
+    """Exact TABLE and SPARSE costs per (precision, band) over the column ``window`` (lo, hi),
+    which covers every band's columns.
 
     Elementwise work runs on each band's own columns only (compact layout); the sums go through
     :func:`_row_sums`. Also returns what building the winning tables needs (:class:`_TableEval`).
     """
     pr = PRIORS
     nb = h.shape[0]
-    w_lo = int(lo.min())
-    width = int(hi.max()) - w_lo + 1
+    w_lo = window[0]
+    width = window[1] - w_lo + 1
     widths = hi - lo + 1
     start = np.cumsum(widths) - widths
     total = int(widths.sum())
@@ -394,10 +397,17 @@ def _costs(st: _Stats) -> _Costs:
     nh = -(st.h * logs).sum(axis=1)
     n_used = st.present.sum(axis=1) - 1
     bound = nh + _TAB_KIND_MIN + _PREC_MIN + n_used * _ENT_MIN
-    rows = np.flatnonzero((st.k > 0) & (bound < bits.min(axis=1)))
+    least = bits.min(axis=1)
+    can = (st.k > 0) & (bound < least)
+    # Both kinds also code the range: skip those bands too (with a margin far above the float
+    # error of the costs, so a skipped table could never have won). The column window stays
+    # the one of every band above, so the costs of the evaluated bands are unchanged.
+    tight = bound + pr.dist_bits[st.modes - st.lo] + pr.dist_bits[st.hi - st.modes]
+    rows = np.flatnonzero(can & (tight - 1e-9 * (tight + st.n + 1.0) < least))
     tev: _TableEval | None = None
     if rows.size:
-        tcost, scost, tev = _table_costs(st.h[rows], st.modes[rows], st.lo[rows], st.hi[rows])
+        window = (int(st.lo[can].min()), int(st.hi[can].max()))
+        tcost, scost, tev = _table_costs(st.h[rows], st.modes[rows], st.lo[rows], st.hi[rows], window)
         bits[rows, _TABLE_COLS + TABLE_Q0 : _SPARSE_COLS] = tcost.T
         bits[rows, _SPARSE_COLS + TABLE_Q0 :] = scost.T
     return _Costs(bits, g_a, g_t, tev, dict(zip(rows.tolist(), range(rows.size), strict=True)))
