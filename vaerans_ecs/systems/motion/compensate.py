@@ -13,14 +13,13 @@ removes the block edges a wavelet residual coder would otherwise pay for.
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
+
+from vaerans_ecs.systems.motion.kept import KeptReferences, pixel_key
 
 __all__ = ["FILTERS", "PhasePlanes", "block_grid", "clear_cache", "predict", "reference_planes"]
 
@@ -209,47 +208,33 @@ def _phases(mv: I32, subpel: int) -> set[tuple[int, int]]:
     return {(int(c) // subpel, int(c) % subpel) for c in codes}
 
 
-_CACHE: OrderedDict[tuple[bytes, int, int, str], PhasePlanes] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-#: Interpolated references kept (a P-frame's and the B-frames' around it use two anchors) ...
-_CACHE_SIZE = 2
-#: ... when they are no larger than this together (bytes): large frames are rebuilt each time.
-_CACHE_BYTES = 64 << 20
+#: The interpolated planes of the two anchors a P-frame and its B-frames predict from (64 MiB at
+#: most together: large frames are rebuilt each time).
+_KEPT: KeptReferences[PhasePlanes] = KeptReferences(lambda p: p.nbytes)
 
 
 def reference_planes(ref: U8, subpel: int, margin: int, phases: set[tuple[int, int]],
                      taps: str = "bilinear") -> PhasePlanes:
-    """:class:`PhasePlanes` of ``ref`` with at least ``phases``, shared by the predictions from one reference.
+    """:class:`PhasePlanes` of ``ref`` with at least ``phases``, shared by the predictions from one reference
+    (:class:`~vaerans_ecs.systems.motion.kept.KeptReferences`: a hit holds exactly what would be built).
 
-    A decoded anchor is the reference of the next P-frame and of the B-frames on either side, so
-    the planes are kept (keyed by a digest of the pixels: a hit holds exactly what would be built).
     They hold every fraction, or at first only those asked for when they are few (rebuilt with
     every fraction when a later call needs one they lack).
     """
-    arr = np.ascontiguousarray(ref)
-    digest = hashlib.blake2b(arr.data, digest_size=16)
-    digest.update(repr((arr.shape, arr.dtype.str)).encode())
-    key = (digest.digest(), subpel, margin, taps)
-    with _CACHE_LOCK:
-        found = _CACHE.get(key)
-        if found is not None:
-            _CACHE.move_to_end(key)
-            if phases <= found.phases:
-                return found
+    key = pixel_key(ref, subpel, margin, taps)
+    found = _KEPT.get(key)
+    if found is not None and phases <= found.phases:
+        return found
     # every fraction (the next uses will find theirs) unless few are needed the first time
     few = found is None and 2 * len(phases) < subpel * subpel
-    made = PhasePlanes(arr, subpel, margin, phases if few else None, taps=taps)
-    with _CACHE_LOCK:
-        _CACHE[key] = made
-        while len(_CACHE) > _CACHE_SIZE or sum(p.nbytes for p in _CACHE.values()) > _CACHE_BYTES:
-            _CACHE.popitem(last=False)
+    made = PhasePlanes(np.ascontiguousarray(ref), subpel, margin, phases if few else None, taps=taps)
+    _KEPT.put(key, made)
     return made
 
 
 def clear_cache() -> None:
     """Drop the kept reference planes (a sequence coder calls it when it is done)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _KEPT.clear()
 
 
 def _to_image(blocks: NDArray[np.integer], h: int, w: int) -> U8:

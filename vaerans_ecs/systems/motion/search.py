@@ -11,14 +11,13 @@ but integers keep it deterministic and fast.
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections import OrderedDict
 
 import numpy as np
 from numpy.typing import NDArray
 
 from vaerans_ecs.systems.motion.compensate import PhasePlanes, block_grid
+from vaerans_ecs.systems.motion.kept import KeptReferences, pixel_key
 from vaerans_ecs.systems.motion.vectors import median_prediction
 
 __all__ = ["LumaPyramid", "block_sums", "clear_cache", "estimate_motion", "luma", "luma_pyramid", "pad_to_blocks"]
@@ -81,44 +80,27 @@ class LumaPyramid:
         return found
 
 
-_CACHE: OrderedDict[tuple[bytes, int], LumaPyramid] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-#: Pyramids kept (the anchors a P-frame and its B-frames search into: two) ...
-_CACHE_SIZE = 2
-#: ... when their planes (about 40 bytes a pixel with 1/4-pel planes) fit this together: large frames
-#: are rebuilt each time.
-_CACHE_BYTES = 64 << 20
+#: Bytes a pyramid holds per pixel of its first level, with its 1/4-pel planes (about).
 _BYTES_PER_PIXEL = 40
+#: The pyramids of the two anchors a P-frame and its B-frames search into (64 MiB at most together:
+#: large frames are rebuilt each time).
+_KEPT: KeptReferences[LumaPyramid] = KeptReferences(lambda p: _BYTES_PER_PIXEL * p.levels[0].size)
 
 
 def luma_pyramid(img: U8, block: int) -> LumaPyramid:
-    """The pyramid of an image's luma padded to whole blocks, shared by the searches of identical images.
-
-    The key is a digest of the pixels, so a hit returns what would be built anyway (the search
-    stays a pure function of its inputs).
-    """
-    arr = np.ascontiguousarray(img)
-    digest = hashlib.blake2b(arr.data, digest_size=16)
-    digest.update(repr((arr.shape, arr.dtype.str)).encode())
-    key = (digest.digest(), block)
-    with _CACHE_LOCK:
-        found = _CACHE.get(key)
-        if found is not None:
-            _CACHE.move_to_end(key)
-            return found
-    made = LumaPyramid(pad_to_blocks(luma(arr), block))
-    if _BYTES_PER_PIXEL * made.levels[0].size <= _CACHE_BYTES // _CACHE_SIZE:
-        with _CACHE_LOCK:
-            _CACHE[key] = made
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
-    return made
+    """The pyramid of an image's luma padded to whole blocks, shared by the searches of identical images
+    (:class:`~vaerans_ecs.systems.motion.kept.KeptReferences`: a hit returns what would be built)."""
+    key = pixel_key(img, block)
+    found = _KEPT.get(key)
+    if found is None:
+        found = LumaPyramid(pad_to_blocks(luma(img), block))
+        _KEPT.put(key, found)
+    return found
 
 
 def clear_cache() -> None:
     """Drop the kept pyramids (a sequence coder calls it when it is done; the next search rebuilds)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _KEPT.clear()
 
 
 def _mv_bits(mv: I32, pred: I32) -> I32:
